@@ -1,0 +1,228 @@
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+func TestMain(m *testing.M) { os.Exit(Run(m)) }
+
+// scalar runs a one-value query on dsn.
+func scalar[T any](t *testing.T, dsn, sql string) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect %s: %v", dsn, err)
+	}
+	defer conn.Close(ctx)
+	var v T
+	if err := conn.QueryRow(ctx, sql).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return v
+}
+
+func databaseExists(t *testing.T, adminDSN, name string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, adminDSN)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1", name).Scan(&n); err != nil {
+		t.Fatalf("query pg_database: %v", err)
+	}
+	return n == 1
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// checkDSN verifies that DSN gives an empty database of its own, dropped at cleanup.
+func checkDSN(t *testing.T, admin func() string) {
+	var name string
+	t.Run("inner", func(t *testing.T) {
+		dsn := DSN(t)
+		name = scalar[string](t, dsn, "SELECT current_database()")
+		if got := scalar[int](t, dsn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"); got != 0 {
+			t.Errorf("tables in new database: got %d, want 0", got)
+		}
+		other := DSN(t)
+		if got := scalar[string](t, other, "SELECT current_database()"); got == name {
+			t.Errorf("second DSN: got database %q again, want a different one", got)
+		}
+		if !databaseExists(t, admin(), name) {
+			t.Errorf("database %q: not found while the test runs", name)
+		}
+	})
+	if databaseExists(t, admin(), name) {
+		t.Errorf("database %q still exists after cleanup", name)
+	}
+}
+
+func TestDSNThrowawayCluster(t *testing.T) {
+	t.Setenv("DATABASE_URL", "")
+	checkDSN(t, func() string {
+		shared.mu.Lock()
+		defer shared.mu.Unlock()
+		if shared.cluster == nil {
+			t.Fatal("no throwaway cluster was started with DATABASE_URL unset")
+		}
+		return shared.cluster.DSN("postgres")
+	})
+	shared.mu.Lock()
+	dir := shared.cluster.Dir()
+	shared.mu.Unlock()
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("cluster dir %s: %v", dir, err)
+	}
+	if filepath.Dir(dir) != "/tmp" {
+		t.Errorf("cluster dir: got %s, want one under /tmp", dir)
+	}
+}
+
+func TestDSNDatabaseURL(t *testing.T) {
+	ctx := t.Context()
+	c, err := StartCluster(ctx, ClusterOptions{Port: freePort(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	admin := c.DSN("postgres")
+	t.Setenv("DATABASE_URL", admin)
+	checkDSN(t, func() string { return admin })
+}
+
+func TestPoolMigrates(t *testing.T) {
+	called := 0
+	pool := Pool(t, func(ctx context.Context, p *pgxpool.Pool) error {
+		called++
+		_, err := p.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY)")
+		return err
+	})
+	if called != 1 {
+		t.Errorf("migrate calls: got %d, want 1", called)
+	}
+	if _, err := pool.Exec(t.Context(), "INSERT INTO t VALUES (1)"); err != nil {
+		t.Errorf("insert into migrated table: %v", err)
+	}
+}
+
+func TestClusterStopStart(t *testing.T) {
+	ctx := t.Context()
+	dir, err := os.MkdirTemp("/tmp", "pgclustertest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	c, err := StartCluster(ctx, ClusterOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if c.Port() != 0 {
+		t.Errorf("Port: got %d, want 0", c.Port())
+	}
+	dsn := c.DSN("postgres")
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('before stop')"); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := c.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := conn.Ping(ctx); err == nil {
+		t.Error("ping after Stop: got nil error, want the session to be gone")
+	}
+	conn.Close(ctx)
+	if _, err := pgx.Connect(ctx, dsn); err == nil {
+		t.Error("connect after Stop: got nil error, want refused")
+	}
+	if err := c.Stop(ctx); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if got := scalar[string](t, dsn, "SELECT v FROM kept"); got != "before stop" {
+		t.Errorf("row after restart: got %q, want %q", got, "before stop")
+	}
+
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("data dir after Close: got %v, want it removed", err)
+	}
+	if _, err := pgx.Connect(ctx, dsn); err == nil {
+		t.Error("connect after Close: got nil error, want refused")
+	}
+}
+
+func TestSweepStale(t *testing.T) {
+	// A directory whose owner died: no lock holder, no postmaster.
+	stale, err := os.MkdirTemp("/tmp", "pgtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(stale) })
+	if err := os.WriteFile(filepath.Join(stale, "lock"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A live cluster of this process must survive the sweep.
+	live, err := StartCluster(t.Context(), ClusterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { live.Close() })
+
+	sweepStale()
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale dir: got %v, want it swept", err)
+	}
+	if _, err := os.Stat(live.Dir()); err != nil {
+		t.Errorf("live cluster dir: %v, want it kept", err)
+	}
+	if got := scalar[int](t, live.DSN("postgres"), "SELECT 1"); got != 1 {
+		t.Errorf("live cluster query: got %d, want 1", got)
+	}
+}
+
+func TestWithDatabase(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "postgres://postgres@127.0.0.1:5432/x?sslmode=disable"},
+		{"postgresql://u:p@h/db", "postgresql://u:p@h/x"},
+		{"host=/tmp/s user=postgres dbname=postgres", "host=/tmp/s user=postgres dbname=postgres dbname=x"},
+	}
+	for _, tt := range tests {
+		got, err := withDatabase(tt.in, "x")
+		if err != nil || got != tt.want {
+			t.Errorf("withDatabase(%q): got %q, %v, want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
