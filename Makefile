@@ -1,0 +1,41 @@
+# Outrigger: the two commands a newcomer needs are `make demo` and `make test`.
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+GO      ?= go
+E2E_PKGS = ./internal/e2e/...
+
+.PHONY: all build demo test unit e2e vet bench clean
+
+all: build
+
+## build: bin/lb and bin/app with the version stamped in
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/lb ./cmd/lb
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/app ./cmd/app
+
+## demo: PostgreSQL, three app servers and lb on https://localhost:8443 (Ctrl-C stops all)
+demo:
+	@scripts/ensure-postgres.sh
+	$(GO) run ./cmd/demo
+
+## test: vet, unit tests with -race, then the end-to-end tests one package at a time
+test: vet unit e2e
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	@scripts/ensure-postgres.sh
+	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v /internal/e2e)
+
+e2e:
+	@scripts/ensure-postgres.sh
+	$(GO) test -count=1 -p 1 -timeout 15m $(E2E_PKGS)
+
+## bench: lb side by side with HAProxy, nginx and Caddy (see bench/README.md)
+bench:
+	bench/run.sh
+
+clean:
+	rm -rf bin
