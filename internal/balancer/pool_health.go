@@ -1,0 +1,72 @@
+package balancer
+
+import "time"
+
+// The methods in this file let the health package drive the pool through interfaces of
+// builtin types (health.Targets and health.Reporter) without either package importing the other.
+
+// HealthTargets returns every backend's base URL by name (draining ones too: they are checked).
+func (p *Pool) HealthTargets() map[string]string {
+	list := p.backends()
+	out := make(map[string]string, len(list))
+	for _, b := range list {
+		out[b.name] = b.url.String()
+	}
+	return out
+}
+
+// ReportCheck records the outcome of one active health check.
+func (p *Pool) ReportCheck(name string, ok bool, consecutiveOK int, at time.Time, errText, version string) {
+	b, err := p.lookup(name)
+	if err != nil {
+		return
+	}
+	b.mu.Lock()
+	b.checksOK = consecutiveOK
+	b.lastCheck = at
+	b.lastError = errText
+	if ok && version != "" {
+		b.version = version
+	}
+	b.mu.Unlock()
+}
+
+// SetHealthy marks a backend up or down. Marking it down closes its idle connections.
+func (p *Pool) SetHealthy(name string, up bool) {
+	b, err := p.lookup(name)
+	if err != nil {
+		return
+	}
+	if b.healthy.Swap(up) && !up {
+		b.closeIdle()
+	}
+}
+
+// IsHealthy reports a backend's health (false for unknown names).
+func (p *Pool) IsHealthy(name string) bool {
+	b, err := p.lookup(name)
+	return err == nil && b.Healthy()
+}
+
+// EjectUnlessLast marks a backend down after passive failures, unless no other active backend
+// is healthy. It reports whether the backend was marked down.
+func (p *Pool) EjectUnlessLast(name string) bool {
+	p.mu.Lock() // serialises concurrent ejections so two cannot remove the last two
+	defer p.mu.Unlock()
+	b, err := p.lookup(name)
+	if err != nil || !b.Healthy() {
+		return false
+	}
+	others := false
+	for _, x := range p.backends() {
+		if x != b && x.Eligible() {
+			others = true
+			break
+		}
+	}
+	if !others {
+		return false
+	}
+	p.SetHealthy(name, false)
+	return true
+}

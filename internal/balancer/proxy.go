@@ -1,0 +1,364 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"sync/atomic"
+	"time"
+
+	"outrigger/internal/clientip"
+	"outrigger/internal/logging"
+)
+
+// Observer receives the outcome of each attempt on real traffic: failed is true for connection
+// refused/reset and timeouts, false for an answer (whatever its status). Client cancellations
+// are not reported. health.Passive satisfies it.
+type Observer interface {
+	Observe(backend string, failed bool)
+}
+
+// ProxyConfig holds the proxy settings a reload may change.
+type ProxyConfig struct {
+	// DialTimeout bounds connecting to a backend (0 keeps the pool's).
+	DialTimeout time.Duration
+	// PerTryTimeout bounds request written -> response headers, per attempt (0 keeps the pool's).
+	PerTryTimeout time.Duration
+	// MaxRetries is how many other backends a request may be retried on.
+	MaxRetries int
+	// RetryBudget is the share of requests over 10 s that may be retries (at least 3/s).
+	RetryBudget float64
+	// RetryBodyBytes is the largest request body buffered for replay.
+	RetryBodyBytes int64
+	// MaxInFlightPerBackend caps requests in flight per backend; 0 means unlimited.
+	MaxInFlightPerBackend int64
+	// TrustedProxies decides whose X-Forwarded-For is kept; nil trusts nobody.
+	TrustedProxies *clientip.Resolver
+}
+
+// Proxy is the load balancer's http.Handler: it picks a backend by policy, proxies the request
+// and retries what can safely be retried on backends not yet tried.
+type Proxy struct {
+	pool     *Pool
+	policy   atomic.Pointer[policyBox]
+	cfg      atomic.Pointer[ProxyConfig]
+	observer Observer
+	logger   *slog.Logger
+	budget   *retryBudget
+	openFail atomic.Bool // whether the last pick had to fail open (for transition logs)
+}
+
+type policyBox struct{ Policy }
+
+// NewProxy returns a Proxy over pool. observer (may be nil) is fed passive health outcomes.
+func NewProxy(pool *Pool, policy Policy, cfg ProxyConfig, observer Observer, logger *slog.Logger) *Proxy {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Proxy{pool: pool, observer: observer, logger: logger, budget: newRetryBudget(nil)}
+	p.SetPolicy(policy)
+	p.SetConfig(cfg)
+	return p
+}
+
+// SetConfig replaces the proxy settings (SIGHUP); requests in flight keep the old ones.
+func (p *Proxy) SetConfig(cfg ProxyConfig) {
+	cfg.MaxRetries = max(cfg.MaxRetries, 0)
+	cfg.RetryBodyBytes = max(cfg.RetryBodyBytes, 0)
+	p.cfg.Store(&cfg)
+	p.pool.SetTimeouts(cfg.DialTimeout, cfg.PerTryTimeout)
+}
+
+// SetPolicy replaces the balancing policy (SIGHUP). A nil policy means least_conn.
+func (p *Proxy) SetPolicy(pol Policy) {
+	if pol == nil {
+		pol = &LeastConn{}
+	}
+	p.policy.Store(&policyBox{pol})
+}
+
+// stateKey finds a request's reqState in its context.
+type stateKey struct{}
+
+// reqState is everything the proxy tracks for one client request, in one allocation.
+type reqState struct {
+	p            *Proxy
+	forwardedFor string
+	proto        string
+
+	bodyMode int
+	body     []byte
+	stream   streamBody
+
+	// per attempt
+	w        attemptWriter
+	start    time.Time
+	err      error
+	upgraded bool
+
+	skip    []*Backend // tried or full
+	skipBuf [4]*Backend
+	cands   []*Backend
+	candBuf [8]*Backend
+}
+
+func stateFrom(ctx context.Context) *reqState {
+	st, _ := ctx.Value(stateKey{}).(*reqState)
+	return st
+}
+
+// rewrite prepares the outgoing request (httputil.ReverseProxy.Rewrite): backend URL, the
+// client's Host kept, X-Forwarded-* rebuilt from trusted hops, spoofable headers dropped.
+// X-Request-ID is passed on as the logging middleware set it.
+func rewrite(b *Backend, pr *httputil.ProxyRequest) {
+	pr.SetURL(b.url)
+	pr.Out.Host = pr.In.Host
+	h := pr.Out.Header
+	clientip.RemoveSpoofable(h)
+	if st := stateFrom(pr.In.Context()); st != nil {
+		if st.forwardedFor != "" {
+			h.Set("X-Forwarded-For", st.forwardedFor)
+		}
+		h.Set("X-Forwarded-Proto", st.proto)
+		if st.bodyMode == bodyBuffered {
+			h.Del("Expect") // the body is already here; do not wait for 100-continue
+		}
+	}
+	if pr.In.Host != "" {
+		h.Set("X-Forwarded-Host", pr.In.Host)
+	}
+}
+
+// gotResponse runs when a backend's response headers arrive (ModifyResponse).
+func gotResponse(b *Backend, res *http.Response) {
+	st := stateFrom(res.Request.Context())
+	if st == nil {
+		return
+	}
+	b.observeLatency(time.Since(st.start))
+	if st.p.observer != nil {
+		st.p.observer.Observe(b.name, false)
+	}
+}
+
+// recordError is the reverse proxy's ErrorHandler: it writes nothing and leaves the decision
+// (retry or which error status) to the Proxy.
+func recordError(_ http.ResponseWriter, r *http.Request, err error) {
+	if st := stateFrom(r.Context()); st != nil {
+		st.err = err
+	}
+}
+
+// ServeHTTP proxies one request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	begin := time.Now()
+	cfg := p.cfg.Load()
+	pol := p.policy.Load().Policy
+	ctx := r.Context()
+	p.budget.request()
+
+	st := &reqState{p: p, forwardedFor: cfg.TrustedProxies.ForwardedFor(r), proto: "http"}
+	if r.TLS != nil {
+		st.proto = "https"
+	}
+	st.skip = st.skipBuf[:0]
+	if err := st.bufferBody(r, cfg.RetryBodyBytes); err != nil {
+		p.bodyError(w, r, err)
+		return
+	}
+	out := r.WithContext(context.WithValue(ctx, stateKey{}, st))
+
+	var (
+		last     *Backend
+		reason   string
+		attempts int
+		sawFull  bool
+		aborted  bool
+	)
+	for attempts < 1+cfg.MaxRetries {
+		b, full := p.pick(st, cfg, pol)
+		sawFull = sawFull || full
+		if b == nil {
+			break
+		}
+		attempts++
+		last = b
+		st.setBody(out, r)
+		aborted = p.attempt(w, out, b, st)
+		if st.w.wrote || aborted {
+			break
+		}
+		if st.err == nil { // nothing written and no error: treat as a broken attempt
+			st.err = errors.New("backend wrote no response")
+		}
+		if ctx.Err() != nil {
+			break // the client went away; nothing to blame the backend for
+		}
+		reason = classify(st.err)
+		b.failures.Add(1)
+		if p.observer != nil {
+			p.observer.Observe(b.name, true)
+		}
+		if !retryable(reason, r.Method, st.replayable()) || attempts >= 1+cfg.MaxRetries {
+			break
+		}
+		if reason != reasonDial && !p.budget.allow(cfg.RetryBudget) {
+			p.pool.m.budgetExhausted.Inc()
+			break
+		}
+		p.pool.m.retries.WithLabelValues(reason).Inc()
+	}
+
+	name, code := noBackend, 0
+	if last != nil {
+		name = last.name
+	}
+	switch {
+	case st.w.wrote && !aborted:
+		code = st.w.code
+	case ctx.Err() != nil || (aborted && st.w.writeErr != nil):
+		code = 499 // client went away: not the backend's fault
+		logging.SetStatus(ctx, code)
+	case aborted:
+		code = st.w.code // the backend broke the body after it started
+		last.failures.Add(1)
+		p.pool.m.broken.WithLabelValues(name).Inc()
+		if p.observer != nil {
+			p.observer.Observe(name, true)
+		}
+	case last == nil && sawFull:
+		code = writeError(w, http.StatusServiceUnavailable, "all backends busy")
+	case last == nil:
+		code = writeError(w, http.StatusServiceUnavailable, "no backend available")
+	default:
+		c, msg := errorStatus(reason)
+		code = writeError(w, c, msg)
+	}
+	if attempts > 0 {
+		logging.Annotate(ctx, slog.String("backend", name), slog.Int("attempts", attempts))
+	}
+	if last == nil || !last.removed.Load() {
+		p.pool.m.requests.WithLabelValues(name, codeLabel(code)).Inc()
+		if last != nil {
+			p.pool.m.duration.WithLabelValues(name).Observe(time.Since(begin).Seconds())
+		}
+	}
+	if aborted {
+		panic(http.ErrAbortHandler) // cut the client's response: it is incomplete
+	}
+}
+
+// attempt sends the request to b once. It reports whether the reverse proxy aborted a response
+// that had started (the body copy failed).
+func (p *Proxy) attempt(w http.ResponseWriter, out *http.Request, b *Backend, st *reqState) (aborted bool) {
+	st.w.reset(w, st, b)
+	st.err, st.upgraded = nil, false
+	st.start = time.Now()
+	b.requests.Add(1)
+	defer func() {
+		if !st.upgraded {
+			b.release()
+		}
+		if rec := recover(); rec != nil {
+			if rec != http.ErrAbortHandler {
+				panic(rec)
+			}
+			aborted = true
+		}
+	}()
+	b.proxy.ServeHTTP(&st.w, out)
+	return false
+}
+
+// pick chooses a backend for the next attempt and counts it in flight. After choosing, it
+// re-checks the backend's state, so a drain (or a down mark) is exact from the instant it
+// returns. full reports that some backend was skipped for max_in_flight_per_backend.
+func (p *Proxy) pick(st *reqState, cfg *ProxyConfig, pol Policy) (b *Backend, full bool) {
+	list := p.pool.backends()
+	for range 2*len(list) + 2 {
+		cands := st.candBuf[:0]
+		healthy := false
+		for _, x := range list {
+			if x.Eligible() {
+				healthy = true
+				if !st.skipped(x) {
+					cands = append(cands, x)
+				}
+			}
+		}
+		open := !healthy
+		if open {
+			for _, x := range list {
+				if x.State() == StateActive && !st.skipped(x) {
+					cands = append(cands, x)
+				}
+			}
+		}
+		p.noteFailOpen(open, len(cands) > 0)
+		if len(cands) == 0 {
+			return nil, full
+		}
+		b = pol.Pick(cands)
+		b.acquire()
+		if b.State() != StateActive || (!open && !b.Healthy()) {
+			b.release() // changed under us: choose again among the rest
+			continue
+		}
+		if cfg.MaxInFlightPerBackend > 0 && b.InFlight() > cfg.MaxInFlightPerBackend {
+			b.release()
+			st.skip = append(st.skip, b)
+			full = true
+			continue
+		}
+		if open {
+			p.pool.m.failOpen.Inc()
+		}
+		st.skip = append(st.skip, b)
+		return b, full
+	}
+	return nil, full
+}
+
+func (st *reqState) skipped(b *Backend) bool {
+	for _, x := range st.skip {
+		if x == b {
+			return true
+		}
+	}
+	return false
+}
+
+// noteFailOpen logs when the proxy starts and stops failing open.
+func (p *Proxy) noteFailOpen(open, any bool) {
+	if open && any && !p.openFail.Swap(true) {
+		p.logger.Warn("no healthy backend: failing open to the active backends")
+	} else if !open && p.openFail.Swap(false) {
+		p.logger.Info("healthy backend available again: fail-open ended")
+	}
+}
+
+// bodyError answers a request whose body could not be read.
+func (p *Proxy) bodyError(w http.ResponseWriter, r *http.Request, err error) {
+	var tooBig *http.MaxBytesError
+	switch {
+	case r.Context().Err() != nil:
+		logging.SetStatus(r.Context(), 499)
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
+	default:
+		writeError(w, http.StatusBadRequest, "could not read request body")
+	}
+}
+
+// writeError writes a small JSON error (msg is a fixed text, never an internal error).
+func writeError(w http.ResponseWriter, code int, msg string) int {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(`{"error":"` + msg + `"}` + "\n"))
+	return code
+}

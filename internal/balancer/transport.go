@@ -1,0 +1,102 @@
+package balancer
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"time"
+)
+
+// Transport settings fixed by DESIGN.md.
+const (
+	idleConnTimeout     = 60 * time.Second // shorter than the app's 120 s IdleTimeout
+	maxIdleConnsPerHost = 256
+)
+
+// dialError marks an error that happened before any byte of the request was sent
+// (TCP connect or TLS handshake), so the request may be retried whatever its method.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "dial backend: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// newTransport builds the connection pool for one backend. dialTimeout is read at each dial,
+// so a reload changes it without a new transport; perTry becomes ResponseHeaderTimeout.
+func newTransport(scheme string, dialTimeout func() time.Duration, perTry time.Duration, tlsConf *tls.Config) *http.Transport {
+	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, dialTimeout())
+		defer cancel()
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, &dialError{err: err}
+		}
+		return c, nil
+	}
+	t := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           dial,
+		MaxIdleConns:          0, // no global cap; per host below
+		MaxIdleConnsPerHost:   maxIdleConnsPerHost,
+		IdleConnTimeout:       idleConnTimeout,
+		ResponseHeaderTimeout: perTry,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // pass Accept-Encoding through untouched
+		ForceAttemptHTTP2:     false,
+		TLSNextProto:          map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1 only
+	}
+	if scheme == "https" {
+		base := &tls.Config{MinVersion: tls.VersionTLS12}
+		if tlsConf != nil {
+			base = tlsConf.Clone()
+		}
+		base.NextProtos = []string{"http/1.1"}
+		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			raw, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			cfg := base.Clone()
+			if cfg.ServerName == "" {
+				host, _, err := net.SplitHostPort(addr)
+				if err != nil {
+					host = addr
+				}
+				cfg.ServerName = host
+			}
+			tc := tls.Client(raw, cfg)
+			hctx, cancel := context.WithTimeout(ctx, dialTimeout())
+			defer cancel()
+			if err := tc.HandshakeContext(hctx); err != nil {
+				_ = raw.Close()
+				return nil, &dialError{err: fmt.Errorf("tls handshake: %w", err)}
+			}
+			return tc, nil
+		}
+	}
+	return t
+}
+
+// backendTransport forwards to the backend's current transport, which a reload may replace.
+type backendTransport struct{ b *Backend }
+
+func (t backendTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return t.b.tr.Load().RoundTrip(r)
+}
+
+// newReverseProxy builds the per-backend reverse proxy. The hooks find the request's
+// dispatch state in its context (see proxy.go); errors are recorded, never written.
+func newReverseProxy(b *Backend, logger *slog.Logger) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:        func(pr *httputil.ProxyRequest) { rewrite(b, pr) },
+		Transport:      backendTransport{b: b},
+		FlushInterval:  -1,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		ModifyResponse: func(res *http.Response) error { gotResponse(b, res); return nil },
+		ErrorHandler:   recordError,
+	}
+}
