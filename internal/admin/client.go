@@ -1,0 +1,170 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// maxResponseBytes bounds what the Client reads from one admin API answer.
+const maxResponseBytes = 8 << 20
+
+// Client talks to one lb's admin API.
+type Client struct {
+	// BaseURL is the admin listener, e.g. http://127.0.0.1:9000.
+	BaseURL string
+	// Token is the admin bearer token.
+	Token string
+	// HTTP is the client used; nil means a plain http.Client (requests are bounded by ctx).
+	HTTP *http.Client
+}
+
+// Backends lists every backend in configured order.
+func (c *Client) Backends(ctx context.Context) ([]Backend, error) {
+	var out []Backend
+	if err := c.do(ctx, http.MethodGet, "/api/backends", nil, &out); err != nil {
+		return nil, fmt.Errorf("list backends: %w", err)
+	}
+	return out, nil
+}
+
+// Backend returns one backend by name.
+func (c *Client) Backend(ctx context.Context, name string) (Backend, error) {
+	var out Backend
+	if err := c.do(ctx, http.MethodGet, "/api/backends/"+url.PathEscape(name), nil, &out); err != nil {
+		return Backend{}, fmt.Errorf("get backend %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// Drain stops new requests to the backend; it is idempotent.
+func (c *Client) Drain(ctx context.Context, name string) (Backend, error) {
+	var out Backend
+	if err := c.do(ctx, http.MethodPost, "/api/backends/"+url.PathEscape(name)+"/drain", nil, &out); err != nil {
+		return Backend{}, fmt.Errorf("drain %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// Enable puts a drained backend back into rotation; it is idempotent.
+func (c *Client) Enable(ctx context.Context, name string) (Backend, error) {
+	var out Backend
+	if err := c.do(ctx, http.MethodPost, "/api/backends/"+url.PathEscape(name)+"/enable", nil, &out); err != nil {
+		return Backend{}, fmt.Errorf("enable %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// Add adds a backend at runtime (an overlay that a reload replaces).
+func (c *Client) Add(ctx context.Context, name, rawURL string) (Backend, error) {
+	var out Backend
+	if err := c.do(ctx, http.MethodPost, "/api/backends", addRequest{Name: name, URL: rawURL}, &out); err != nil {
+		return Backend{}, fmt.Errorf("add %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// Remove drains the backend, waits for its in-flight requests (up to the lb's
+// drain_timeout) and removes it.
+func (c *Client) Remove(ctx context.Context, name string) error {
+	if err := c.do(ctx, http.MethodDelete, "/api/backends/"+url.PathEscape(name), nil, nil); err != nil {
+		return fmt.Errorf("remove %q: %w", name, err)
+	}
+	return nil
+}
+
+// WaitFor polls the backend every poll until cond holds, and returns it then.
+// It stops early on ctx or on an API error other than a transient network one.
+func (c *Client) WaitFor(ctx context.Context, name string, poll time.Duration, cond func(Backend) bool) (Backend, error) {
+	if poll <= 0 {
+		poll = 100 * time.Millisecond
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		b, err := c.Backend(ctx, name)
+		if err == nil && cond(b) {
+			return b, nil
+		}
+		var apiErr *APIError
+		if errors.As(err, &apiErr) {
+			return b, err
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return b, fmt.Errorf("wait for %q: %w (last error: %v)", name, ctx.Err(), err)
+			}
+			return b, fmt.Errorf("wait for %q: %w", name, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// WaitIdle polls until the backend has no request in flight.
+func (c *Client) WaitIdle(ctx context.Context, name string, poll time.Duration) (Backend, error) {
+	return c.WaitFor(ctx, name, poll, func(b Backend) bool { return b.InFlight == 0 })
+}
+
+// WaitHealthy polls until the backend is healthy.
+func (c *Client) WaitHealthy(ctx context.Context, name string, poll time.Duration) (Backend, error) {
+	return c.WaitFor(ctx, name, poll, func(b Backend) bool { return b.Healthy })
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		buf, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, body)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return fmt.Errorf("read answer: %w", err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		var eb errorBody
+		msg := strings.TrimSpace(string(data))
+		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
+			msg = eb.Error
+		}
+		if msg == "" {
+			msg = http.StatusText(resp.StatusCode)
+		}
+		return &APIError{Status: resp.StatusCode, Message: msg}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	return nil
+}
