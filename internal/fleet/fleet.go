@@ -149,7 +149,12 @@ func (f *Fleet) startApps(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		dir := filepath.Join(f.dir, name)
+		if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
+			return fmt.Errorf("dir of %s: %w", name, err)
+		}
 		env := append(baseEnv(),
+			"TMPDIR="+filepath.Join(dir, "tmp"),
 			"DATABASE_URL="+f.dbURL,
 			"APP_LISTEN=127.0.0.1:"+strconv.Itoa(port),
 			"SESSION_KEYS="+strings.Join(keys, ","),
@@ -161,7 +166,7 @@ func (f *Fleet) startApps(ctx context.Context) error {
 			"SHUTDOWN_TIMEOUT=10s",
 		)
 		env = append(env, f.opts.AppEnv...)
-		p, err := newProc(name, filepath.Join(f.dir, name+".log"), f.opts.AppBinary, nil, env)
+		p, err := newProc(name, dir, filepath.Join(f.dir, name+".log"), f.opts.AppBinary, nil, env)
 		if err != nil {
 			return err
 		}
@@ -207,7 +212,7 @@ func (f *Fleet) startLB(ctx context.Context) error {
 	if err := os.WriteFile(f.config, cfg, 0o600); err != nil {
 		return fmt.Errorf("write lb config: %w", err)
 	}
-	f.lb, err = newProc("lb", filepath.Join(f.dir, "lb.log"), f.opts.LBBinary,
+	f.lb, err = newProc("lb", f.dir, filepath.Join(f.dir, "lb.log"), f.opts.LBBinary,
 		[]string{"serve", "-config", f.config}, append(baseEnv(), "LOG_FORMAT=json"))
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -67,6 +68,7 @@ const maxSamples = 20
 
 // LoadRun is a load running in the background; Stop ends it.
 type LoadRun struct {
+	count  atomic.Int64
 	cancel context.CancelFunc
 	done   chan struct{}
 	res    Result
@@ -89,7 +91,7 @@ func StartLoad(ctx context.Context, o LoadOptions) *LoadRun {
 	lr := &LoadRun{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(lr.done)
-		lr.res = run(ctx, o)
+		lr.res = run(ctx, o, &lr.count)
 		cancel()
 	}()
 	return lr
@@ -107,7 +109,28 @@ func (lr *LoadRun) Wait() Result {
 	return lr.res
 }
 
-func run(ctx context.Context, o LoadOptions) Result {
+// Requests is how many requests were counted so far.
+func (lr *LoadRun) Requests() int { return int(lr.count.Load()) }
+
+// WaitRequests waits until n more requests than now were counted, or the load ended,
+// or ctx ended; it reports whether the n requests were counted.
+func (lr *LoadRun) WaitRequests(ctx context.Context, n int) bool {
+	target := lr.Requests() + n
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for lr.Requests() < target {
+		select {
+		case <-tick.C:
+		case <-lr.done:
+			return lr.Requests() >= target
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+func run(ctx context.Context, o LoadOptions, count *atomic.Int64) Result {
 	start := time.Now()
 	var (
 		mu        sync.Mutex
@@ -136,6 +159,7 @@ func run(ctx context.Context, o LoadOptions) Result {
 				}
 				mu.Lock()
 				res.Requests++
+				count.Add(1)
 				latencies = append(latencies, d)
 				if err != nil {
 					if errors.Is(err, ErrBroken) {

@@ -124,3 +124,22 @@ func TestDoBrokenIsErrBroken(t *testing.T) {
 		t.Errorf("got %v, want ErrBroken", err)
 	}
 }
+
+func TestLoadWaitRequests(t *testing.T) {
+	lr := StartLoad(t.Context(), LoadOptions{
+		Workers:  2,
+		Duration: 30 * time.Second,
+		Pause:    time.Millisecond,
+		Request:  func(ctx context.Context, worker int) error { return nil },
+	})
+	if !lr.WaitRequests(t.Context(), 20) {
+		t.Errorf("WaitRequests(20): got false, want true")
+	}
+	res := lr.Stop()
+	if res.Requests < 20 || res.Requests != lr.Requests() {
+		t.Errorf("got %d requests (Requests() %d), want >= 20 and equal", res.Requests, lr.Requests())
+	}
+	if lr.WaitRequests(t.Context(), 1) {
+		t.Errorf("WaitRequests after Stop: got true, want false")
+	}
+}

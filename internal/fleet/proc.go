@@ -21,6 +21,7 @@ type Proc struct {
 	log  *Log
 	args []string
 	env  []string
+	dir  string // working directory
 
 	mu      sync.Mutex
 	binary  string
@@ -33,13 +34,16 @@ type Proc struct {
 }
 
 // newProc prepares a process; it does not start it.
-func newProc(name, logPath, binary string, args, env []string) (*Proc, error) {
+func newProc(name, dir, logPath, binary string, args, env []string) (*Proc, error) {
 	l, err := newLog(name, logPath)
 	if err != nil {
 		return nil, err
 	}
-	return &Proc{name: name, log: l, binary: binary, args: args, env: env, changed: make(chan struct{})}, nil
+	return &Proc{name: name, log: l, binary: binary, args: args, env: env, dir: dir, changed: make(chan struct{})}, nil
 }
+
+// Dir is the process's working directory (its TMPDIR is Dir/tmp).
+func (p *Proc) Dir() string { return p.dir }
 
 // Name is the process's name in the fleet: "lb", "app-1", ...
 func (p *Proc) Name() string { return p.name }
@@ -105,6 +109,7 @@ func (p *Proc) start(binary string) error {
 	w := &lineWriter{fn: func(b []byte) { p.line(gen, b) }}
 	cmd := exec.Command(p.binary, p.args...)
 	cmd.Env = p.env
+	cmd.Dir = p.dir
 	cmd.Stdout = w
 	cmd.Stderr = w
 	cmd.SysProcAttr = &syscall.SysProcAttr{
