@@ -1,0 +1,4 @@
+package store
+
+// MigrateLockKey is exported for tests that hold the migration lock.
+const MigrateLockKey = migrateLockKey
