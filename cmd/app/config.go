@@ -1,0 +1,198 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"outrigger/internal/clientip"
+	"outrigger/internal/logging"
+)
+
+// config is the app's configuration, read from the environment (DESIGN's table).
+type config struct {
+	DatabaseURL     string
+	Pool            *pgxpool.Config
+	Listen          string
+	SessionKeys     []string
+	SessionMaxAge   time.Duration
+	CookieSecure    bool
+	TrustedProxies  []string
+	Resolver        *clientip.Resolver
+	Instance        string // "" = hostname:port, filled in once the listener is bound
+	MaxUploadBytes  int64
+	DBMaxConns      int32
+	ShutdownDelay   time.Duration
+	ShutdownTimeout time.Duration
+	LogFormat       string
+}
+
+// configError is a bad or missing environment variable; main exits with status 2.
+type configError struct {
+	Var string
+	Msg string
+}
+
+func (e *configError) Error() string { return e.Var + ": " + e.Msg }
+
+// minSessionKeyLen is the shortest secret SESSION_KEYS accepts.
+const minSessionKeyLen = 32
+
+// loadConfig reads the environment through getenv and checks every value.
+// The first problem found is returned as a *configError.
+func loadConfig(getenv func(string) string) (config, error) {
+	c := config{
+		Listen:          ":8080",
+		SessionMaxAge:   720 * time.Hour,
+		CookieSecure:    true,
+		MaxUploadBytes:  32 << 20,
+		DBMaxConns:      16,
+		ShutdownDelay:   5 * time.Second,
+		ShutdownTimeout: 25 * time.Second,
+		LogFormat:       "auto",
+	}
+	bad := func(name, format string, args ...any) (config, error) {
+		return config{}, &configError{Var: name, Msg: fmt.Sprintf(format, args...)}
+	}
+
+	c.DatabaseURL = strings.TrimSpace(getenv("DATABASE_URL"))
+	if c.DatabaseURL == "" {
+		return bad("DATABASE_URL", "required: a PostgreSQL connection string, e.g. postgres://app@127.0.0.1:5432/app")
+	}
+	pc, err := pgxpool.ParseConfig(c.DatabaseURL)
+	if err != nil {
+		// The error text of pgx quotes the connection string (password
+		// redacted only on a best-effort basis), so it is not repeated here.
+		return bad("DATABASE_URL", "not a valid PostgreSQL connection string")
+	}
+	c.Pool = pc
+
+	if v := getenv("APP_LISTEN"); v != "" {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return bad("APP_LISTEN", "%q is not host:port: %v", v, err)
+		}
+		c.Listen = v
+	}
+
+	keys, err := parseSessionKeys(getenv("SESSION_KEYS"))
+	if err != nil {
+		return bad("SESSION_KEYS", "%v", err)
+	}
+	c.SessionKeys = keys
+
+	if c.SessionMaxAge, err = positiveDuration(getenv, "SESSION_MAX_AGE", c.SessionMaxAge); err != nil {
+		return config{}, err
+	}
+	if c.SessionMaxAge < time.Minute {
+		return bad("SESSION_MAX_AGE", "%v is too short (at least 1m)", c.SessionMaxAge)
+	}
+	if v := getenv("COOKIE_SECURE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return bad("COOKIE_SECURE", "%q is not true or false", v)
+		}
+		c.CookieSecure = b
+	}
+
+	for _, s := range strings.Split(getenv("TRUSTED_PROXIES"), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.TrustedProxies = append(c.TrustedProxies, s)
+		}
+	}
+	if c.Resolver, err = clientip.NewResolver(c.TrustedProxies); err != nil {
+		return bad("TRUSTED_PROXIES", "%v", err)
+	}
+
+	c.Instance = strings.TrimSpace(getenv("APP_INSTANCE"))
+
+	if v := getenv("MAX_UPLOAD_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1024 {
+			return bad("MAX_UPLOAD_BYTES", "%q is not a whole number of bytes of at least 1024", v)
+		}
+		c.MaxUploadBytes = n
+	}
+	if v := getenv("DB_MAX_CONNS"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 2 || n > 1000 {
+			return bad("DB_MAX_CONNS", "%q is not a number from 2 to 1000", v)
+		}
+		c.DBMaxConns = int32(n)
+	}
+	c.Pool.MaxConns = c.DBMaxConns
+
+	if c.ShutdownDelay, err = nonNegativeDuration(getenv, "SHUTDOWN_DELAY", c.ShutdownDelay); err != nil {
+		return config{}, err
+	}
+	if c.ShutdownTimeout, err = nonNegativeDuration(getenv, "SHUTDOWN_TIMEOUT", c.ShutdownTimeout); err != nil {
+		return config{}, err
+	}
+	if v := getenv("LOG_FORMAT"); v != "" {
+		if !logging.ValidFormat(v) {
+			return bad("LOG_FORMAT", "%q is not one of auto, text, json", v)
+		}
+		c.LogFormat = v
+	}
+	return c, nil
+}
+
+// parseSessionKeys splits SESSION_KEYS: comma-separated secrets of at least
+// 32 characters, no duplicates, at least one.
+func parseSessionKeys(v string) ([]string, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, errors.New("required: comma-separated secrets of at least 32 characters (the first signs and encrypts, the rest still verify)")
+	}
+	var keys []string
+	seen := make(map[string]bool)
+	for i, k := range strings.Split(v, ",") {
+		k = strings.TrimSpace(k)
+		switch {
+		case len(k) < minSessionKeyLen:
+			return nil, fmt.Errorf("key %d is %d characters long; each needs at least %d", i+1, len(k), minSessionKeyLen)
+		case seen[k]:
+			return nil, fmt.Errorf("key %d repeats an earlier key", i+1)
+		}
+		seen[k] = true
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+func positiveDuration(getenv func(string) string, name string, def time.Duration) (time.Duration, error) {
+	d, err := nonNegativeDuration(getenv, name, def)
+	if err == nil && d == 0 {
+		err = &configError{Var: name, Msg: "must be more than 0"}
+	}
+	return d, err
+}
+
+func nonNegativeDuration(getenv func(string) string, name string, def time.Duration) (time.Duration, error) {
+	v := getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, &configError{Var: name, Msg: fmt.Sprintf("%q is not a duration such as 5s or 720h", v)}
+	}
+	return d, nil
+}
+
+// defaultInstance is hostname:port of the bound listener.
+func defaultInstance(addr string) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "app"
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return host
+	}
+	return host + ":" + port
+}

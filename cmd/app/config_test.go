@@ -1,0 +1,161 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	testKey1 = "0123456789abcdef0123456789abcdef-one"
+	testKey2 = "0123456789abcdef0123456789abcdef-two"
+)
+
+// envMap is a getenv over a map.
+func envMap(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// baseEnv is the least environment that starts the app.
+func baseEnv() map[string]string {
+	return map[string]string{
+		"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+		"SESSION_KEYS": testKey1,
+	}
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	c, err := loadConfig(envMap(baseEnv()))
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"Listen", c.Listen, ":8080"},
+		{"SessionMaxAge", c.SessionMaxAge, 720 * time.Hour},
+		{"CookieSecure", c.CookieSecure, true},
+		{"TrustedProxies", len(c.TrustedProxies), 0},
+		{"Instance", c.Instance, ""},
+		{"MaxUploadBytes", c.MaxUploadBytes, int64(32 << 20)},
+		{"DBMaxConns", c.DBMaxConns, int32(16)},
+		{"Pool.MaxConns", c.Pool.MaxConns, int32(16)},
+		{"ShutdownDelay", c.ShutdownDelay, 5 * time.Second},
+		{"ShutdownTimeout", c.ShutdownTimeout, 25 * time.Second},
+		{"LogFormat", c.LogFormat, "auto"},
+		{"SessionKeys", strings.Join(c.SessionKeys, ","), testKey1},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestLoadConfigValues(t *testing.T) {
+	env := baseEnv()
+	env["APP_LISTEN"] = "127.0.0.1:0"
+	env["SESSION_KEYS"] = testKey1 + ", " + testKey2
+	env["SESSION_MAX_AGE"] = "24h"
+	env["COOKIE_SECURE"] = "false"
+	env["TRUSTED_PROXIES"] = "10.0.0.0/8, 192.168.1.1"
+	env["APP_INSTANCE"] = "app-7"
+	env["MAX_UPLOAD_BYTES"] = "1048576"
+	env["DB_MAX_CONNS"] = "8"
+	env["SHUTDOWN_DELAY"] = "0s"
+	env["SHUTDOWN_TIMEOUT"] = "3s"
+	env["LOG_FORMAT"] = "json"
+	c, err := loadConfig(envMap(env))
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"Listen", c.Listen, "127.0.0.1:0"},
+		{"SessionKeys", strings.Join(c.SessionKeys, "|"), testKey1 + "|" + testKey2},
+		{"SessionMaxAge", c.SessionMaxAge, 24 * time.Hour},
+		{"CookieSecure", c.CookieSecure, false},
+		{"TrustedProxies", strings.Join(c.TrustedProxies, "|"), "10.0.0.0/8|192.168.1.1"},
+		{"Instance", c.Instance, "app-7"},
+		{"MaxUploadBytes", c.MaxUploadBytes, int64(1 << 20)},
+		{"DBMaxConns", c.DBMaxConns, int32(8)},
+		{"Pool.MaxConns", c.Pool.MaxConns, int32(8)},
+		{"ShutdownDelay", c.ShutdownDelay, time.Duration(0)},
+		{"ShutdownTimeout", c.ShutdownTimeout, 3 * time.Second},
+		{"LogFormat", c.LogFormat, "json"},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		set   map[string]string
+		unset string
+		want  string // the variable named
+	}{
+		{"no database", nil, "DATABASE_URL", "DATABASE_URL"},
+		{"bad database", map[string]string{"DATABASE_URL": "postgres://x:y@h:notaport/db"}, "", "DATABASE_URL"},
+		{"no keys", nil, "SESSION_KEYS", "SESSION_KEYS"},
+		{"short key", map[string]string{"SESSION_KEYS": "short"}, "", "SESSION_KEYS"},
+		{"one short key of two", map[string]string{"SESSION_KEYS": testKey1 + ",short"}, "", "SESSION_KEYS"},
+		{"duplicate keys", map[string]string{"SESSION_KEYS": testKey1 + "," + testKey1}, "", "SESSION_KEYS"},
+		{"bad listen", map[string]string{"APP_LISTEN": "8080"}, "", "APP_LISTEN"},
+		{"bad max age", map[string]string{"SESSION_MAX_AGE": "forever"}, "", "SESSION_MAX_AGE"},
+		{"zero max age", map[string]string{"SESSION_MAX_AGE": "0s"}, "", "SESSION_MAX_AGE"},
+		{"bad cookie secure", map[string]string{"COOKIE_SECURE": "maybe"}, "", "COOKIE_SECURE"},
+		{"bad proxy", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8,lb.example"}, "", "TRUSTED_PROXIES"},
+		{"bad upload size", map[string]string{"MAX_UPLOAD_BYTES": "32MiB"}, "", "MAX_UPLOAD_BYTES"},
+		{"tiny upload size", map[string]string{"MAX_UPLOAD_BYTES": "10"}, "", "MAX_UPLOAD_BYTES"},
+		{"bad db conns", map[string]string{"DB_MAX_CONNS": "1"}, "", "DB_MAX_CONNS"},
+		{"bad delay", map[string]string{"SHUTDOWN_DELAY": "-1s"}, "", "SHUTDOWN_DELAY"},
+		{"bad timeout", map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, "", "SHUTDOWN_TIMEOUT"},
+		{"bad log format", map[string]string{"LOG_FORMAT": "xml"}, "", "LOG_FORMAT"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := baseEnv()
+			delete(env, tc.unset)
+			for k, v := range tc.set {
+				env[k] = v
+			}
+			_, err := loadConfig(envMap(env))
+			var ce *configError
+			if !errors.As(err, &ce) {
+				t.Fatalf("err = %v, want a *configError", err)
+			}
+			if ce.Var != tc.want {
+				t.Errorf("variable = %s, want %s (%v)", ce.Var, tc.want, err)
+			}
+			if !strings.HasPrefix(err.Error(), tc.want+": ") {
+				t.Errorf("message %q does not start with the variable", err)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("message %q is more than one line", err)
+			}
+			if exitCode(err) != 2 {
+				t.Errorf("exit code = %d, want 2", exitCode(err))
+			}
+		})
+	}
+}
+
+func TestLoadConfigHidesDatabasePassword(t *testing.T) {
+	env := baseEnv()
+	env["DATABASE_URL"] = "postgres://app:s3cret-pw@db:notaport/app"
+	_, err := loadConfig(envMap(env))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if strings.Contains(err.Error(), "s3cret-pw") {
+		t.Errorf("error %q shows the password", err)
+	}
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"outrigger/internal/app"
+	"outrigger/internal/app/pgsession"
+	"outrigger/internal/app/store"
+	"outrigger/internal/logging"
+)
+
+// errUsage is a bad command line; main exits with status 2.
+var errUsage = errors.New("usage: app [-version] (configured by environment variables, see DESIGN.md)")
+
+// exitCode is 2 for configuration and usage errors, 1 for everything else.
+func exitCode(err error) int {
+	var ce *configError
+	if errors.As(err, &ce) || errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+const (
+	// readHeaderTimeout bounds how long a client may take to send its headers.
+	readHeaderTimeout = 10 * time.Second
+	// idleTimeout is longer than lb's 60 s idle timeout to backends, so lb closes first.
+	idleTimeout = 120 * time.Second
+	// maxHeaderBytes bounds request headers, as lb's max_header_bytes default.
+	maxHeaderBytes = 64 << 10
+	// cleanupEvery is how often expired sessions and stale uploads are swept.
+	cleanupEvery = 5 * time.Minute
+	// staleUploadAge is how old an unfinished upload must be to be swept.
+	staleUploadAge = time.Hour
+)
+
+// run is the whole program: it reads the environment through getenv, serves
+// until ctx is cancelled (SIGTERM), then drains and shuts down gracefully.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("app", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if len(args) > 0 {
+		args = args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		return errUsage
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version)
+		return nil
+	}
+
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	logger, err := logging.New(stdout, logging.Options{Format: cfg.LogFormat, NoColor: getenv("NO_COLOR") != ""})
+	if err != nil {
+		return &configError{Var: "LOG_FORMAT", Msg: err.Error()}
+	}
+	if cfg.Pool.ConnConfig.ConnectTimeout == 0 {
+		cfg.Pool.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(context.WithoutCancel(ctx), cfg.Pool) // connects lazily
+	if err != nil {
+		return fmt.Errorf("database pool: %w", err)
+	}
+	defer pool.Close()
+
+	sess, err := pgsession.New(pool, cfg.SessionKeys, pgsession.Options{MaxAge: cfg.SessionMaxAge, Secure: cfg.CookieSecure, Logger: logger})
+	if err != nil {
+		return &configError{Var: "SESSION_KEYS", Msg: err.Error()}
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	addr := ln.Addr().String()
+	if cfg.Instance == "" {
+		cfg.Instance = defaultInstance(addr)
+	}
+	st := store.New(pool)
+	ready := &app.Readiness{}
+	handler := app.NewServer(app.Config{
+		Version:        version,
+		Instance:       cfg.Instance,
+		MaxUploadBytes: cfg.MaxUploadBytes,
+		MaxTransfers:   int(cfg.DBMaxConns) / 2,
+	}, logger, cfg.Resolver, st, sess, ready)
+
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// No ReadTimeout or WriteTimeout: uploads and downloads may be long and
+		// slow; request bodies are bounded by size instead.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	// Background work stops with ctx (SIGTERM), or when run returns.
+	bgCtx, stopBG := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	defer func() { stopBG(); bg.Wait() }()
+	bg.Go(func() { migrate(bgCtx, logger, pool, ready) })
+	bg.Go(func() { sess.Cleanup(bgCtx, cleanupEvery) })
+	bg.Go(func() { sweepUploads(bgCtx, logger, st) })
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("listening", "listener", "app", "addr", addr, "instance", cfg.Instance, "version", version)
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		logger.Warn("systemd notify failed", "err", err)
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve on %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+
+	// Draining: /healthz answers draining and every response carries
+	// Connection: close while lb notices; then a graceful shutdown.
+	ready.SetDraining()
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	logger.Info("draining", "shutdown_delay", cfg.ShutdownDelay.String(), "shutdown_timeout", cfg.ShutdownTimeout.String())
+	delay := time.NewTimer(cfg.ShutdownDelay)
+	select {
+	case <-delay.C:
+	case err := <-serveErr:
+		delay.Stop()
+		return fmt.Errorf("serve on %s: %w", addr, err)
+	}
+
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		return fmt.Errorf("graceful shutdown within %v: %w", cfg.ShutdownTimeout, err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// migrate applies the schema migrations, retrying until they succeed or ctx
+// ends; until then /healthz answers degraded. PostgreSQL being down at start
+// does not stop the app from starting.
+func migrate(ctx context.Context, logger *slog.Logger, pool *pgxpool.Pool, ready *app.Readiness) {
+	const first, most = 250 * time.Millisecond, 10 * time.Second
+	wait := first
+	for {
+		mctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := store.Migrate(mctx, pool)
+		cancel()
+		if err == nil {
+			ready.SetMigrated()
+			logger.Info("database migrated")
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		logger.Warn("database migration failed; will retry", "err", err, "retry_in", wait.String())
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(wait*2, most)
+	}
+}
+
+// sweepUploads deletes unfinished uploads older than staleUploadAge every
+// cleanupEvery, until ctx ends.
+func sweepUploads(ctx context.Context, logger *slog.Logger, st *store.Store) {
+	t := time.NewTicker(cleanupEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := st.SweepStaleUploads(ctx, staleUploadAge)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Warn("stale upload sweep failed", "err", err)
+		case n > 0:
+			logger.Info("stale uploads swept", "files", n)
+		}
+	}
+}

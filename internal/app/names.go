@@ -1,0 +1,60 @@
+package app
+
+import (
+	"mime"
+	"net/http"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// maxNameBytes is the longest file name kept.
+const maxNameBytes = 255
+
+// cleanName makes an uploaded file name safe to keep and to send back: its
+// last path element (either slash), control characters and invalid UTF-8
+// removed, surrounding spaces trimmed, at most 255 bytes cut at a character
+// boundary. A name with nothing left is "file".
+func cleanName(name string) string {
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	name = strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(name, ""))
+	name = strings.TrimSpace(name)
+	for len(name) > maxNameBytes {
+		_, size := utf8.DecodeLastRuneInString(name)
+		name = name[:len(name)-size]
+	}
+	name = strings.TrimSpace(name)
+	if name == "" || name == "." || name == ".." {
+		return "file"
+	}
+	return name
+}
+
+// sniffType labels the first bytes of a file: PNG, JPEG or PDF as sniffed,
+// anything else application/octet-stream.
+func sniffType(head []byte) string {
+	t := http.DetectContentType(head)
+	if i := strings.IndexByte(t, ';'); i >= 0 {
+		t = t[:i]
+	}
+	switch t {
+	case "image/png", "image/jpeg", "application/pdf":
+		return t
+	}
+	return "application/octet-stream"
+}
+
+// attachment is the Content-Disposition of a download called name.
+func attachment(name string) string {
+	if v := mime.FormatMediaType("attachment", map[string]string{"filename": name}); v != "" {
+		return v
+	}
+	return "attachment"
+}
