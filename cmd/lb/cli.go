@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"outrigger/internal/admin"
+	"outrigger/internal/lbconfig"
+)
+
+// adminList is the repeatable -admin flag.
+type adminList []string
+
+func (a *adminList) String() string { return strings.Join(*a, ",") }
+
+func (a *adminList) Set(v string) error {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return errors.New("empty admin URL")
+	}
+	*a = append(*a, v)
+	return nil
+}
+
+// adminFlags are the flags every admin command takes.
+type adminFlags struct {
+	admins    adminList
+	tokenFile string
+	caFile    string
+}
+
+func (f *adminFlags) register(fs *flag.FlagSet) {
+	fs.Var(&f.admins, "admin", "admin API URL, e.g. http://127.0.0.1:9000 (repeatable; default $LB_ADMIN)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the admin token (default $LB_ADMIN_TOKEN_FILE)")
+	fs.StringVar(&f.caFile, "ca-file", "", "extra CA (PEM) to trust for an HTTPS admin API")
+}
+
+// target is one lb's admin API.
+type target struct {
+	url    string
+	client *admin.Client
+}
+
+// clients resolves the flags and environment into one Client per lb.
+func (f *adminFlags) clients(getenv func(string) string) ([]target, error) {
+	urls := []string(f.admins)
+	if len(urls) == 0 {
+		for _, u := range strings.FieldsFunc(getenv("LB_ADMIN"), func(r rune) bool { return r == ',' || r == ' ' }) {
+			urls = append(urls, u)
+		}
+	}
+	if len(urls) == 0 {
+		return nil, usagef("no admin API: pass -admin URL or set LB_ADMIN")
+	}
+	tokenFile := f.tokenFile
+	if tokenFile == "" {
+		tokenFile = getenv("LB_ADMIN_TOKEN_FILE")
+	}
+	if tokenFile == "" {
+		return nil, usagef("no admin token: pass -token-file FILE or set LB_ADMIN_TOKEN_FILE")
+	}
+	token, err := lbconfig.ReadToken(tokenFile)
+	if err != nil {
+		return nil, &usageError{err: err}
+	}
+	hc := &http.Client{}
+	if f.caFile != "" {
+		pem, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return nil, &usageError{err: fmt.Errorf("read -ca-file: %w", err)}
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usagef("-ca-file %s: no PEM certificate in it", f.caFile)
+		}
+		hc.Transport = &http.Transport{
+			Proxy:           http.ProxyFromEnvironment,
+			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		}
+	}
+	out := make([]target, 0, len(urls))
+	for _, u := range urls {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return nil, usagef("admin URL %q: want http://HOST:PORT or https://HOST:PORT", u)
+		}
+		out = append(out, target{url: u, client: &admin.Client{BaseURL: u, Token: token, HTTP: hc}})
+	}
+	return out, nil
+}
+
+// eachLB runs op on every lb, reports every failure to stderr, and fails if any did.
+func eachLB(targets []target, stderr io.Writer, op func(t target) error) error {
+	var failed []string
+	for _, t := range targets {
+		if err := op(t); err != nil {
+			fmt.Fprintf(stderr, "lb %s: %v\n", t.url, err)
+			failed = append(failed, t.url)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("failed on %d of %d lb(s): %s", len(failed), len(targets), strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// parseAdminCommand parses an admin command's flags and checks its argument count.
+func parseAdminCommand(name, argsUsage string, nargs int, args []string, stderr io.Writer,
+	extra func(fs *flag.FlagSet)) (*adminFlags, []string, error) {
+	fs := newFlagSet(name, argsUsage, stderr)
+	af := &adminFlags{}
+	af.register(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, err
+	}
+	if fs.NArg() != nargs {
+		fs.Usage()
+		return nil, nil, usagef("%s: want %s (flags first), got %d argument(s)", name, argsUsage, fs.NArg())
+	}
+	return af, fs.Args(), nil
+}
+
+func runBackends(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var asJSON bool
+	af, _, err := parseAdminCommand("backends", "", 0, args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print JSON (an array; with several -admin, an object keyed by admin URL)")
+	})
+	if err != nil {
+		return err
+	}
+	targets, err := af.clients(getenv)
+	if err != nil {
+		return err
+	}
+	all := map[string][]admin.Backend{}
+	err = eachLB(targets, stderr, func(t target) error {
+		list, err := t.client.Backends(ctx)
+		if err != nil {
+			return err
+		}
+		all[t.url] = list
+		if asJSON {
+			return nil
+		}
+		if len(targets) > 1 {
+			fmt.Fprintf(stdout, "== %s\n", t.url)
+		}
+		printTable(stdout, list, time.Now())
+		return nil
+	})
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		var v any = all
+		if len(targets) == 1 {
+			v = all[targets[0].url]
+		}
+		if encErr := enc.Encode(v); encErr != nil && err == nil {
+			err = encErr
+		}
+	}
+	return err
+}
+
+// printTable writes backends as an aligned table.
+func printTable(w io.Writer, list []admin.Backend, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tHEALTHY\tIN_FLIGHT\tUPGRADED\tCHECKS_OK\tLAST_CHECK\tVERSION\tREQUESTS\tFAILURES\tURL\tLAST_ERROR")
+	for _, b := range list {
+		last := "-"
+		if !b.LastCheck.IsZero() {
+			last = now.Sub(b.LastCheck).Round(100*time.Millisecond).String() + " ago"
+		}
+		healthy := "no"
+		if b.Healthy {
+			healthy = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n",
+			b.Name, b.State, healthy, b.InFlight, b.Upgraded, b.ChecksOK, last,
+			orDash(b.Version), b.Requests, b.Failures, b.URL, orDash(b.LastError))
+	}
+	tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strconv.Quote(s)[1 : len(strconv.Quote(s))-1]
+}
+
+func runDrain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var wait bool
+	var timeout time.Duration
+	af, rest, err := parseAdminCommand("drain", "NAME", 1, args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&wait, "wait", false, "wait until the backend has no request in flight")
+		fs.DurationVar(&timeout, "timeout", lbconfig.DefaultDrainTimeout, "with -wait: give up after this long")
+	})
+	if err != nil {
+		return err
+	}
+	targets, err := af.clients(getenv)
+	if err != nil {
+		return err
+	}
+	name := rest[0]
+	if err := eachLB(targets, stderr, func(t target) error {
+		b, err := t.client.Drain(ctx, name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: %s is %s (in_flight %d)\n", t.url, b.Name, b.State, b.InFlight)
+		return nil
+	}); err != nil || !wait {
+		return err
+	}
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return eachLB(targets, stderr, func(t target) error {
+		b, err := t.client.WaitIdle(wctx, name, 100*time.Millisecond)
+		if err != nil {
+			return fmt.Errorf("wait for %s to be idle (in_flight %d): %w", name, b.InFlight, err)
+		}
+		fmt.Fprintf(stdout, "%s: %s is idle after %s\n", t.url, name, time.Since(start).Round(time.Millisecond))
+		return nil
+	})
+}
+
+func runEnable(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	af, rest, err := parseAdminCommand("enable", "NAME", 1, args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	targets, err := af.clients(getenv)
+	if err != nil {
+		return err
+	}
+	return eachLB(targets, stderr, func(t target) error {
+		b, err := t.client.Enable(ctx, rest[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: %s is %s (healthy %t)\n", t.url, b.Name, b.State, b.Healthy)
+		return nil
+	})
+}
+
+func runAdd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	af, rest, err := parseAdminCommand("add", "NAME URL", 2, args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	targets, err := af.clients(getenv)
+	if err != nil {
+		return err
+	}
+	return eachLB(targets, stderr, func(t target) error {
+		b, err := t.client.Add(ctx, rest[0], rest[1])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: added %s %s (until the next reload: add it to the config file too)\n", t.url, b.Name, b.URL)
+		return nil
+	})
+}
+
+func runRemove(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	af, rest, err := parseAdminCommand("remove", "NAME", 1, args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	targets, err := af.clients(getenv)
+	if err != nil {
+		return err
+	}
+	return eachLB(targets, stderr, func(t target) error {
+		if err := t.client.Remove(ctx, rest[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: removed %s (until the next reload: remove it from the config file too)\n", t.url, rest[0])
+		return nil
+	})
+}

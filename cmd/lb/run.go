@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// usageError is a bad command line or a bad config: lb exits 2 so that
+// systemd's RestartPreventExitStatus=2 does not restart it in a loop.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return &usageError{err: fmt.Errorf(format, args...)}
+}
+
+// exitCode prints err (if any) to stderr and returns the process exit status:
+// 0 on success, 2 for usage and config errors, 1 otherwise.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintln(stderr, "lb:", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+const usageText = `Usage: lb COMMAND [flags] [args]
+
+Commands:
+  serve -config FILE             run the load balancer
+  validate -config FILE          check a config file and report every problem
+  backends [-json]               list backends
+  drain [-wait] NAME             stop sending new requests to a backend
+  enable NAME                    put a drained backend back into rotation
+  add NAME URL                   add a backend (until the next reload)
+  remove NAME                    drain, wait and remove a backend
+  rollout [flags] -- CMD ARGS... replace every backend, one at a time
+  version                        print the version (also: lb -version)
+
+The admin commands take -admin URL (repeatable: the same operation on every lb)
+and -token-file FILE, or the environment: LB_ADMIN and LB_ADMIN_TOKEN_FILE.
+Flags come before arguments. Run "lb COMMAND -h" for a command's flags.
+`
+
+// run is lb's whole program: main only adds the signals and the exit status.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runWith(ctx, args, getenv, stdout, stderr, serveHooks{})
+}
+
+// runWith is run with test hooks for serve.
+func runWith(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, hooks serveHooks) error {
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usageText)
+		return usagef("no command given")
+	}
+	cmd, rest := args[1], args[2:]
+	switch cmd {
+	case "serve":
+		return runServe(ctx, rest, getenv, stdout, stderr, hooks)
+	case "validate":
+		return runValidate(rest, stdout, stderr)
+	case "backends":
+		return runBackends(ctx, rest, getenv, stdout, stderr)
+	case "drain":
+		return runDrain(ctx, rest, getenv, stdout, stderr)
+	case "enable":
+		return runEnable(ctx, rest, getenv, stdout, stderr)
+	case "add":
+		return runAdd(ctx, rest, getenv, stdout, stderr)
+	case "remove":
+		return runRemove(ctx, rest, getenv, stdout, stderr)
+	case "rollout":
+		return runRollout(ctx, rest, getenv, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "lb", version)
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usageText)
+		return nil
+	}
+	fmt.Fprint(stderr, usageText)
+	return usagef("unknown command %q", cmd)
+}
+
+// newFlagSet returns a FlagSet for one subcommand that writes its usage to stderr.
+func newFlagSet(name, argsUsage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("lb "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: lb %s [flags] %s\n\nFlags:\n", name, argsUsage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; a flag error is a usage error, -h is flag.ErrHelp.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &usageError{err: err}
+	}
+	return nil
+}
+
+// runValidate loads and validates a config file and prints every problem.
+func runValidate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("validate", "", stderr)
+	path := fs.String("config", "", "config file (YAML)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *path == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return usagef("validate: -config FILE is required and takes no arguments")
+	}
+	if _, err := loadConfig(*path); err != nil {
+		fmt.Fprintln(stdout, strings.TrimSpace(err.Error()))
+		return &usageError{err: fmt.Errorf("%s: invalid", *path)}
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *path)
+	return nil
+}

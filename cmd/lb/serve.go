@@ -1,0 +1,434 @@
+package main
+
+import (
+	"context"
+
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"outrigger/internal/admin"
+	"outrigger/internal/balancer"
+	"outrigger/internal/certs"
+	"outrigger/internal/clientip"
+	"outrigger/internal/health"
+	"outrigger/internal/lbconfig"
+	"outrigger/internal/logging"
+)
+
+// serveHooks let tests drive serve in-process; the zero value is production.
+type serveHooks struct {
+	// reload, if set, replaces SIGHUP as the reload trigger.
+	reload <-chan struct{}
+	// listening is called once per listener with its bound address.
+	listening func(listener, addr string)
+	// reloaded is called after each reload attempt with its outcome.
+	reloaded func(err error)
+}
+
+// lbServer is the running `lb serve`: the composition root of the balancer,
+// health checks, admin API, certificates and listeners.
+type lbServer struct {
+	cfgPath string
+	logger  *slog.Logger
+	hooks   serveHooks
+
+	reloadMu sync.Mutex // serialises reloads
+	cfg      atomic.Pointer[lbconfig.Config]
+	token    atomic.Pointer[string]
+	resolver atomic.Pointer[clientip.Resolver]
+
+	reg       *prometheus.Registry
+	pool      *balancer.Pool
+	proxy     *balancer.Proxy
+	passive   *health.Passive
+	checker   *health.Checker
+	certs     *certs.Source   // nil without tls
+	adminCert *certs.FileCert // nil for a plain admin listener
+	state     *stateFile
+	limiter   *connLimiter
+	public    []*frontend // https/http, and http_listen
+	admin     *frontend
+}
+
+// loadConfig reads and validates the config file; every problem is a usage error.
+func loadConfig(path string) (*lbconfig.Config, error) {
+	cfg, err := lbconfig.Load(path)
+	if err != nil {
+		return nil, &usageError{err: err}
+	}
+	return cfg, nil
+}
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, hooks serveHooks) error {
+	fs := newFlagSet("serve", "", stderr)
+	path := fs.String("config", "", "config file (YAML)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *path == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return usagef("serve: -config FILE is required and takes no arguments")
+	}
+	format := getenv("LOG_FORMAT")
+	if format == "" {
+		format = "auto"
+	}
+	if !logging.ValidFormat(format) {
+		return usagef("LOG_FORMAT=%q: want auto, text or json", format)
+	}
+	logger, err := logging.New(stdout, logging.Options{Format: format})
+	if err != nil {
+		return &usageError{err: fmt.Errorf("logger: %w", err)}
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	token, err := lbconfig.ReadToken(cfg.Admin.TokenFile)
+	if err != nil {
+		return &usageError{err: fmt.Errorf("admin.token_file: %w", err)}
+	}
+	s := &lbServer{cfgPath: *path, logger: logger, hooks: hooks, state: &stateFile{path: cfg.StateFile}}
+	s.cfg.Store(cfg)
+	s.token.Store(&token)
+	if err := s.build(ctx, cfg); err != nil {
+		return err
+	}
+	defer func() {
+		if s.certs != nil {
+			s.certs.Close()
+		}
+	}()
+	return s.serve(ctx)
+}
+
+// build creates everything but the listeners.
+func (s *lbServer) build(ctx context.Context, cfg *lbconfig.Config) error {
+	s.reg = prometheus.NewRegistry()
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lb_build_info", Help: "Always 1; the version label is lb's build version.",
+	}, []string{"version"})
+	buildInfo.WithLabelValues(version).Set(1)
+	for _, c := range []prometheus.Collector{buildInfo, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := s.reg.Register(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+
+	resolver, err := clientip.NewResolver(cfg.TrustedProxies)
+	if err != nil {
+		return &usageError{err: fmt.Errorf("trusted_proxies: %w", err)}
+	}
+	s.resolver.Store(resolver)
+
+	s.pool, err = balancer.NewPool(balancer.PoolOptions{
+		Registerer:    s.reg,
+		Logger:        s.logger,
+		DialTimeout:   cfg.Proxy.DialTimeout,
+		PerTryTimeout: cfg.Proxy.PerTryTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("balancer: %w", err)
+	}
+	states, err := s.state.load()
+	if err != nil {
+		// A damaged state file must not keep lb down: say so and start with the config's states.
+		s.logger.Error("state file unreadable, starting with every backend active", "path", cfg.StateFile, "err", err.Error())
+		states = map[string]bool{}
+	}
+	if _, _, err := s.pool.Reconcile(specs(cfg, states)); err != nil {
+		return &usageError{err: fmt.Errorf("backends: %w", err)}
+	}
+	if d := draining(states); len(d) > 0 && cfg.StateFile != "" {
+		s.logger.Info("drain states restored from the state file", "path", cfg.StateFile, "draining", d)
+	}
+
+	policy, err := balancer.NewPolicy(cfg.Policy)
+	if err != nil {
+		return &usageError{err: fmt.Errorf("policy: %w", err)}
+	}
+	s.passive = health.NewPassive(cfg.HealthCheck.Fall, s.pool, s.logger)
+	s.proxy = balancer.NewProxy(s.pool, policy, proxyConfig(cfg, resolver), s.passive, s.logger)
+	s.checker, err = health.NewChecker(healthConfig(cfg), s.pool, s.pool, nil, s.logger, s.reg)
+	if err != nil {
+		return fmt.Errorf("health checker: %w", err)
+	}
+
+	if cfg.TLS != nil {
+		s.certs, err = certs.New(ctx, *cfg.TLS, s.logger, s.reg)
+		if err != nil {
+			return &usageError{err: fmt.Errorf("tls: %w", err)}
+		}
+	}
+	if cfg.Admin.CertFile != "" {
+		s.adminCert, err = certs.LoadFileCert(cfg.Admin.CertFile, cfg.Admin.KeyFile)
+		if err != nil {
+			return &usageError{err: fmt.Errorf("admin certificate: %w", err)}
+		}
+	}
+	return nil
+}
+
+// specs turns the config's backends and the saved drain states into Reconcile specs.
+func specs(cfg *lbconfig.Config, draining map[string]bool) []balancer.Spec {
+	out := make([]balancer.Spec, 0, len(cfg.Backends))
+	for _, b := range cfg.Backends {
+		out = append(out, balancer.Spec{Name: b.Name, URL: b.URL, Draining: draining[b.Name]})
+	}
+	return out
+}
+
+func proxyConfig(cfg *lbconfig.Config, r *clientip.Resolver) balancer.ProxyConfig {
+	p := cfg.Proxy
+	return balancer.ProxyConfig{
+		DialTimeout:           p.DialTimeout,
+		PerTryTimeout:         p.PerTryTimeout,
+		MaxRetries:            p.MaxRetries,
+		RetryBudget:           p.RetryBudget,
+		RetryBodyBytes:        p.RetryBodyBytes,
+		MaxInFlightPerBackend: int64(p.MaxInFlightPerBackend),
+		TrustedProxies:        r,
+	}
+}
+
+func healthConfig(cfg *lbconfig.Config) health.Config {
+	h := cfg.HealthCheck
+	return health.Config{Path: h.Path, Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
+}
+
+// settings are the current http.Server settings of the public listeners.
+func (s *lbServer) settings() serverSettings {
+	l := s.cfg.Load().Limits
+	return serverSettings{maxHeaderBytes: l.MaxHeaderBytes, readHeaderTimeout: l.ReadHeaderTimeout, idleTimeout: l.IdleTimeout}
+}
+
+// publicHandler is the handler of the public listener: access log with the
+// real client address, HSTS, and the proxy.
+func (s *lbServer) publicHandler() http.Handler {
+	var h http.Handler = s.proxy
+	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v := s.cfg.Load().TLS; v != nil && v.HSTS != "" && r.TLS != nil {
+			w.Header().Set("Strict-Transport-Security", v.HSTS)
+		}
+		s.proxy.ServeHTTP(w, r)
+	})
+	return logging.Middleware(s.logger, s.clientIP)(h)
+}
+
+// clientIP resolves a request's client address with the current trusted proxies.
+func (s *lbServer) clientIP(r *http.Request) netip.Addr { return s.resolver.Load().ClientIP(r) }
+
+// adminHandler is the admin listener's handler.
+func (s *lbServer) adminHandler() http.Handler {
+	h := admin.NewHandler(s.pool, s.logger, admin.Options{
+		Token:        func() string { return *s.token.Load() },
+		DrainTimeout: func() time.Duration { return s.cfg.Load().DrainTimeout },
+		Metrics:      promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}),
+		OnChange: func() {
+			s.checker.Sync()
+			s.saveState()
+		},
+		Version: version,
+	})
+	// Polls of the API, metrics and health are not worth a line each; changes are.
+	skip := logging.SkipIf(func(r *http.Request, status int) bool {
+		return r.Method == http.MethodGet && status < 400
+	})
+	return logging.Middleware(s.logger, clientip.PeerAddr, skip)(h)
+}
+
+// saveState writes the state file (if configured) and logs a failure.
+func (s *lbServer) saveState() {
+	if err := s.state.save(s.pool); err != nil {
+		s.logger.Error("state file not written", "path", s.state.path, "err", err.Error())
+	}
+}
+
+// serve opens the listeners, runs until ctx is done, then shuts down gracefully.
+func (s *lbServer) serve(ctx context.Context) error {
+	cfg := s.cfg.Load()
+	reload := s.hooks.reload
+	if reload == nil {
+		ch := make(chan struct{}, 1)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGHUP)
+		defer signal.Stop(sig)
+		go func() {
+			for {
+				select {
+				case <-sig:
+					select {
+					case ch <- struct{}{}:
+					default:
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		reload = ch
+	}
+
+	if err := s.listen(cfg); err != nil {
+		s.closeListeners()
+		return err
+	}
+	healthCtx, stopHealth := context.WithCancel(context.WithoutCancel(ctx))
+	healthDone := make(chan struct{})
+	go func() {
+		defer close(healthDone)
+		s.checker.Run(healthCtx)
+	}()
+	for _, f := range append([]*frontend{s.admin}, s.public...) {
+		f.start()
+		s.logger.Info("listening", "listener", f.name, "addr", f.ln.Addr().String())
+		if s.hooks.listening != nil {
+			s.hooks.listening(f.name, f.ln.Addr().String())
+		}
+	}
+	s.saveState()
+	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		s.logger.Warn("systemd readiness not sent", "err", err.Error())
+	} else if ok {
+		s.logger.Debug("systemd notified: ready")
+	}
+
+	for {
+		select {
+		case <-reload:
+			err := s.reload(ctx)
+			if s.hooks.reloaded != nil {
+				s.hooks.reloaded(err)
+			}
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	err := s.shutdown()
+	stopHealth()
+	<-healthDone
+	return err
+}
+
+// listen binds every listener; a bind failure is an error (exit 1).
+func (s *lbServer) listen(cfg *lbconfig.Config) error {
+	s.limiter = newConnLimiter(cfg.Limits.MaxConns)
+	maxHead := func() int { return s.cfg.Load().Limits.MaxHeaderBytes }
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	main := &frontend{name: "http", ln: ln, limiter: s.limiter, hygiene: true, maxHead: maxHead,
+		logger: s.logger, handler: s.publicHandler(), settings: s.settings}
+	if s.certs != nil {
+		main.name = "https"
+		main.tlsConf = s.certs.TLSConfig()
+	}
+	s.public = append(s.public, main)
+	if cfg.HTTPListen != "" && s.certs != nil {
+		hl, err := net.Listen("tcp", cfg.HTTPListen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.HTTPListen, err)
+		}
+		h := logging.Middleware(s.logger, s.clientIP)(s.certs.HTTPHandler(ln.Addr().String()))
+		s.public = append(s.public, &frontend{name: "http", ln: hl, limiter: s.limiter, hygiene: true,
+			maxHead: maxHead, logger: s.logger, handler: h, settings: s.settings})
+	}
+	al, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Admin.Listen, err)
+	}
+	s.admin = &frontend{name: "admin", ln: al, hygiene: true, maxHead: func() int { return 64 << 10 },
+		logger: s.logger, handler: s.adminHandler(), settings: func() serverSettings {
+			return serverSettings{maxHeaderBytes: 64 << 10, readHeaderTimeout: 10 * time.Second, idleTimeout: 120 * time.Second}
+		}}
+	if s.adminCert != nil {
+		s.admin.tlsConf = certs.ServerTLSConfig(s.adminCert.GetCertificate)
+	}
+	return nil
+}
+
+// closeListeners closes sockets bound by a listen that failed part way.
+func (s *lbServer) closeListeners() {
+	for _, f := range s.public {
+		f.ln.Close()
+	}
+	if s.admin != nil {
+		s.admin.ln.Close()
+	}
+}
+
+// shutdown stops accepting, lets requests in flight finish for up to
+// drain_timeout, closes WebSockets then, and stops the admin listener last.
+func (s *lbServer) shutdown() error {
+	timeout := s.cfg.Load().DrainTimeout
+	s.logger.Info("shutting down: draining requests in flight", "drain_timeout", timeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(s.public))
+	for i, f := range s.public {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f.shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	// Hijacked connections (WebSockets) are not tracked by net/http: wait for
+	// them until drain_timeout, then close them.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for upgraded(s.pool) > 0 {
+		select {
+		case <-tick.C:
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	cut := upgraded(s.pool)
+	for _, st := range s.pool.Snapshot() {
+		s.pool.CloseUpgraded(st.Name)
+	}
+	actx, acancel := context.WithTimeout(context.Background(), time.Second)
+	defer acancel()
+	errs = append(errs, s.admin.shutdown(actx))
+	err := errors.Join(errs...)
+	if errors.Is(err, context.DeadlineExceeded) || cut > 0 {
+		s.logger.Warn("drain_timeout reached: cut what was left", "upgraded_closed", cut)
+	}
+	s.logger.Info("stopped")
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil // requests were cut at drain_timeout, as configured: still a clean exit
+	}
+	return err
+}
+
+func upgraded(p *balancer.Pool) int64 {
+	var n int64
+	for _, st := range p.Snapshot() {
+		n += st.Upgraded
+	}
+	return n
+}
