@@ -61,7 +61,8 @@ func (f *Fleet) Client(o ClientOptions) *http.Client {
 // counts it apart from failures.
 var ErrBroken = errors.New("response broken mid-body")
 
-// Do sends req with c, reads the whole body, and returns it. It sets an X-Request-ID
+// Do sends req with c, reads the whole body, and returns it. Inside a load it notes
+// when the headers arrived (Result.HeaderMax). It sets an X-Request-ID
 // (load-<random>) when req has none. A transport error or a status other than want is
 // an error naming the request id; a body that breaks off wraps ErrBroken.
 func Do(c *http.Client, req *http.Request, want int) ([]byte, *http.Response, error) {
@@ -79,6 +80,7 @@ func Do(c *http.Client, req *http.Request, want int) ([]byte, *http.Response, er
 		return nil, nil, fmt.Errorf("%s %s (request %s): %w", req.Method, req.URL.Path, id, err)
 	}
 	defer resp.Body.Close()
+	noteHeaders(req.Context())
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return body, resp, fmt.Errorf("%s %s (request %s, status %d, %d bytes read): %w: %v", req.Method, req.URL.Path, id, resp.StatusCode, len(body), ErrBroken, err)

@@ -38,17 +38,44 @@ type Result struct {
 	Broken   int            // responses broken mid-body
 	Reasons  map[string]int // failure and break messages (first 120 bytes) -> count
 	Samples  []Failure      // the first failures and breaks, in order
-	P50, P99 time.Duration
+	P50, P99 time.Duration  // whole request, body included
 	Max      time.Duration
-	Elapsed  time.Duration
+	// HeaderP99 and HeaderMax are the time to the response headers, measured by Do
+	// (what lb's retries bound: a body that stalls after its headers cannot be retried).
+	HeaderP99, HeaderMax time.Duration
+	// Stalled counts successful responses whose body took longer than a second after
+	// the headers (e.g. a download from a server frozen mid-body).
+	Stalled int
+	Elapsed time.Duration
+}
+
+// stallAfter is the body time past which a response counts as stalled.
+const stallAfter = time.Second
+
+// probe is where Do notes, for the load generator, when a request's headers arrived.
+type probe struct {
+	mu      sync.Mutex
+	headers time.Time
+}
+
+type probeKey struct{}
+
+// noteHeaders records that a response's headers arrived (a no-op outside a load).
+func noteHeaders(ctx context.Context) {
+	if p, ok := ctx.Value(probeKey{}).(*probe); ok {
+		p.mu.Lock()
+		p.headers = time.Now()
+		p.mu.Unlock()
+	}
 }
 
 // String is a one-line summary for t.Logf.
 func (r Result) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d requests in %v (%.0f/s), %d failed, %d broken mid-body, latency p50 %v p99 %v max %v",
-		r.Requests, r.Elapsed.Round(time.Millisecond), float64(r.Requests)/r.Elapsed.Seconds(), r.Failures, r.Broken,
-		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
+	fmt.Fprintf(&b, "%d requests in %v (%.0f/s), %d failed, %d broken mid-body, %d stalled mid-body, latency p50 %v p99 %v max %v (to headers: p99 %v max %v)",
+		r.Requests, r.Elapsed.Round(time.Millisecond), float64(r.Requests)/r.Elapsed.Seconds(), r.Failures, r.Broken, r.Stalled,
+		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond),
+		r.HeaderP99.Round(time.Microsecond), r.HeaderMax.Round(time.Microsecond))
 	keys := make([]string, 0, len(r.Reasons))
 	for k := range r.Reasons {
 		keys = append(keys, k)
@@ -136,6 +163,7 @@ func run(ctx context.Context, o LoadOptions, count *atomic.Int64) Result {
 		mu        sync.Mutex
 		res       = Result{Reasons: map[string]int{}}
 		latencies []time.Duration
+		headers   []time.Duration
 		issued    int
 	)
 	take := func() bool {
@@ -151,9 +179,17 @@ func run(ctx context.Context, o LoadOptions, count *atomic.Int64) Result {
 	for w := range o.Workers {
 		wg.Go(func() {
 			for ctx.Err() == nil && take() {
+				p := &probe{}
 				t0 := time.Now()
-				err := o.Request(ctx, w)
-				d := time.Since(t0)
+				err := o.Request(context.WithValue(ctx, probeKey{}, p), w)
+				end := time.Now()
+				d := end.Sub(t0)
+				p.mu.Lock()
+				hd := d // no headers noted: count the whole request
+				if !p.headers.IsZero() {
+					hd = p.headers.Sub(t0)
+				}
+				p.mu.Unlock()
 				if err != nil && ctx.Err() != nil {
 					return // cut short by the end of the load
 				}
@@ -161,6 +197,10 @@ func run(ctx context.Context, o LoadOptions, count *atomic.Int64) Result {
 				res.Requests++
 				count.Add(1)
 				latencies = append(latencies, d)
+				headers = append(headers, hd)
+				if err == nil && d-hd > stallAfter {
+					res.Stalled++
+				}
 				if err != nil {
 					if errors.Is(err, ErrBroken) {
 						res.Broken++
@@ -192,6 +232,9 @@ func run(ctx context.Context, o LoadOptions, count *atomic.Int64) Result {
 		res.P50 = latencies[(n-1)*50/100]
 		res.P99 = latencies[(n-1)*99/100]
 		res.Max = latencies[n-1]
+		slices.Sort(headers)
+		res.HeaderP99 = headers[(n-1)*99/100]
+		res.HeaderMax = headers[n-1]
 	}
 	return res
 }

@@ -143,3 +143,36 @@ func TestLoadWaitRequests(t *testing.T) {
 		t.Errorf("WaitRequests after Stop: got true, want false")
 	}
 }
+
+func TestLoadHeaderLatencyAndStalls(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("head "))
+		w.(http.Flusher).Flush()
+		<-release // the body stalls after the headers went out
+		_, _ = w.Write([]byte("tail"))
+	}))
+	defer srv.Close()
+	defer close(release)
+	lr := StartLoad(t.Context(), LoadOptions{
+		Workers:     1,
+		Duration:    30 * time.Second,
+		MaxRequests: 1,
+		Request: func(ctx context.Context, worker int) error {
+			_, _, err := Get(ctx, srv.Client(), srv.URL+"/", http.StatusOK)
+			return err
+		},
+	})
+	// Let the body stall well past stallAfter, then release it.
+	timer := time.NewTimer(stallAfter + 200*time.Millisecond)
+	<-timer.C
+	release <- struct{}{}
+	res := lr.Wait()
+	if res.Requests != 1 || res.Failures != 0 || res.Stalled != 1 {
+		t.Errorf("got %d requests, %d failed, %d stalled; want 1, 0, 1", res.Requests, res.Failures, res.Stalled)
+	}
+	if res.HeaderMax >= stallAfter || res.Max < stallAfter {
+		t.Errorf("got header max %v, max %v; want headers fast, whole request > %v", res.HeaderMax, res.Max, stallAfter)
+	}
+}
