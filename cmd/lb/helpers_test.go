@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"outrigger/internal/admin"
+)
+
+const testToken = "test-admin-token-0123456789"
+
+// syncBuffer collects a program's output safely across goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testBackend is a real HTTP backend that answers health checks.
+type testBackend struct {
+	name string
+	srv  *httptest.Server
+	hits sync.Map // path -> count (unused by most tests)
+}
+
+// newBackend starts a backend whose /healthz passes and whose other paths
+// answer "NAME xff=X-Forwarded-For" (or run handler if given).
+func newBackend(t *testing.T, name string, handler http.HandlerFunc) *testBackend {
+	t.Helper()
+	b := &testBackend{name: name}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"status":"ok","version":"v1","instance":%q}`, name)
+			return
+		}
+		if handler != nil {
+			handler(w, r)
+			return
+		}
+		w.Header().Set("X-Backend", name)
+		fmt.Fprintf(w, "%s xff=%s", name, strings.Join(r.Header.Values("X-Forwarded-For"), "|"))
+	}))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+// writeFile writes a file with mode 0600 in dir.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// lbConfig renders a test config: loopback listeners on port 0, fast checks.
+type lbConfig struct {
+	dir       string
+	backends  []*testBackend
+	extra     string // more top-level YAML
+	listen    string
+	adminPart string // extra admin keys
+}
+
+func (c lbConfig) render() string {
+	var b strings.Builder
+	listen := c.listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	fmt.Fprintf(&b, "listen: %q\n", listen)
+	fmt.Fprintf(&b, "admin:\n  listen: 127.0.0.1:0\n  token_file: %s\n%s", filepath.Join(c.dir, "token"), c.adminPart)
+	b.WriteString("health_check:\n  interval: 100ms\n  timeout: 100ms\n  rise: 1\n  fall: 1\n")
+	b.WriteString("drain_timeout: 5s\n")
+	b.WriteString(c.extra)
+	b.WriteString("backends:\n")
+	for _, be := range c.backends {
+		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n", be.name, be.srv.URL)
+	}
+	if len(c.backends) == 0 {
+		b.WriteString("  []\n")
+	}
+	return b.String()
+}
+
+// runningLB is an lb serve started in-process.
+type runningLB struct {
+	t       *testing.T
+	cfgPath string
+	addrs   map[string]string
+	out     *syncBuffer
+	cancel  context.CancelFunc
+	done    chan error
+	reload  chan struct{}
+	reloads chan error
+	client  *admin.Client
+}
+
+// startLB writes the config and token and runs `lb serve` until the test ends.
+func startLB(t *testing.T, c lbConfig) *runningLB {
+	t.Helper()
+	if c.dir == "" {
+		c.dir = t.TempDir()
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, "token")); err != nil {
+		writeFile(t, c.dir, "token", testToken+"\n")
+	}
+	cfgPath := writeFile(t, c.dir, "lb.yaml", c.render())
+	return startLBFile(t, cfgPath)
+}
+
+func startLBFile(t *testing.T, cfgPath string) *runningLB {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &runningLB{t: t, cfgPath: cfgPath, addrs: map[string]string{}, out: &syncBuffer{}, cancel: cancel,
+		done: make(chan error, 1), reload: make(chan struct{}), reloads: make(chan error, 16)}
+	type bound struct{ name, addr string }
+	listening := make(chan bound, 8)
+	hooks := serveHooks{
+		reload:    l.reload,
+		listening: func(name, addr string) { listening <- bound{name, addr} },
+		reloaded:  func(err error) { l.reloads <- err },
+	}
+	env := func(k string) string {
+		if k == "LOG_FORMAT" {
+			return "json"
+		}
+		return ""
+	}
+	go func() {
+		l.done <- runWith(ctx, []string{"lb", "serve", "-config", cfgPath}, env, l.out, l.out, hooks)
+	}()
+	t.Cleanup(func() {
+		l.stop()
+		if t.Failed() {
+			t.Logf("lb output:\n%s", l.out.String())
+		}
+	})
+	timeout := time.After(10 * time.Second)
+	for l.addrs["admin"] == "" || (l.addrs["http"] == "" && l.addrs["https"] == "") {
+		select {
+		case b := <-listening:
+			if l.addrs[b.name] == "" {
+				l.addrs[b.name] = b.addr
+			}
+		case err := <-l.done:
+			t.Fatalf("lb serve exited early: %v\n%s", err, l.out.String())
+		case <-timeout:
+			t.Fatalf("lb serve did not listen in time:\n%s", l.out.String())
+		}
+	}
+	l.client = &admin.Client{BaseURL: "http://" + l.addrs["admin"], Token: testToken}
+	return l
+}
+
+// stop cancels serve (like SIGTERM) and returns its result.
+func (l *runningLB) stop() error {
+	l.cancel()
+	select {
+	case err := <-l.done:
+		l.done <- err
+		return err
+	case <-time.After(15 * time.Second):
+		l.t.Errorf("lb serve did not stop within 15s")
+		return nil
+	}
+}
+
+// doReload triggers a reload and returns its outcome.
+func (l *runningLB) doReload() error {
+	l.t.Helper()
+	select {
+	case l.reload <- struct{}{}:
+	case <-time.After(5 * time.Second):
+		l.t.Fatal("reload not taken")
+	}
+	select {
+	case err := <-l.reloads:
+		return err
+	case <-time.After(10 * time.Second):
+		l.t.Fatal("reload did not finish")
+	}
+	return nil
+}
+
+// waitHealthy waits until every named backend is healthy.
+func (l *runningLB) waitHealthy(names ...string) {
+	l.t.Helper()
+	for _, n := range names {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := l.client.WaitHealthy(ctx, n, 20*time.Millisecond)
+		cancel()
+		if err != nil {
+			l.t.Fatalf("backend %s not healthy: %v", n, err)
+		}
+	}
+}
+
+// get sends GET to the public listener.
+func (l *runningLB) get(t *testing.T, path string, hdr http.Header) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://"+l.addrs["http"]+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), resp.Header
+}
+
+// selfSigned writes a self-signed certificate for names (and 127.0.0.1) and
+// returns the cert and key paths and the certificate.
+func selfSigned(t *testing.T, dir string, names ...string) (certPath, keyPath string, cert *x509.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err = x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath = writeFile(t, dir, "cert.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	keyPath = writeFile(t, dir, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})))
+	return certPath, keyPath, cert
+}

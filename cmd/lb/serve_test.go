@@ -1,0 +1,48 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestServeProxiesAndSetsForwardedFor(t *testing.T) {
+	b1 := newBackend(t, "app-1", nil)
+	b2 := newBackend(t, "app-2", nil)
+	l := startLB(t, lbConfig{backends: []*testBackend{b1, b2}})
+	l.waitHealthy("app-1", "app-2")
+
+	seen := map[string]int{}
+	for range 10 {
+		code, body, _ := l.get(t, "/hello", nil)
+		if code != 200 {
+			t.Fatalf("GET /hello: got %d, want 200 (%s)", code, body)
+		}
+		name, xff, _ := strings.Cut(body, " ")
+		seen[name]++
+		if xff != "xff=127.0.0.1" {
+			t.Errorf("backend saw %q, want xff=127.0.0.1", xff)
+		}
+	}
+	if seen["app-1"] == 0 || seen["app-2"] == 0 {
+		t.Errorf("requests were not spread: %v", seen)
+	}
+
+	// A client's own X-Forwarded-For (and friends) is dropped: 127.0.0.1 is not trusted.
+	forged := http.Header{
+		"X-Forwarded-For": {"6.6.6.6"},
+		"X-Real-Ip":       {"6.6.6.6"},
+		"Forwarded":       {"for=6.6.6.6"},
+	}
+	code, body, _ := l.get(t, "/forged", forged)
+	if code != 200 || !strings.HasSuffix(body, "xff=127.0.0.1") {
+		t.Errorf("forged XFF: got %d %q, want 200 ... xff=127.0.0.1", code, body)
+	}
+	out := l.out.String()
+	for _, want := range []string{`"msg":"listening"`, `"listener":"http"`, `"listener":"admin"`,
+		`"msg":"request"`, `"client_ip":"127.0.0.1"`, `"backend":"app-`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+}
