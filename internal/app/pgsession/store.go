@@ -20,10 +20,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"reflect"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -226,7 +229,7 @@ func (s *Store) New(r *http.Request, name string) (*sessions.Session, error) {
 	key := rowKey(id)
 	var data []byte
 	var modifiedAt time.Time
-	err = retry(r.Context(), func() error {
+	err = s.retry(r.Context(), func() error {
 		return s.pool.QueryRow(r.Context(),
 			"SELECT data, modified_at FROM sessions WHERE key = $1 AND expires_at > now()", key).
 			Scan(&data, &modifiedAt)
@@ -293,7 +296,7 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 		if err != nil {
 			return fmt.Errorf("save session: encode: %w", err)
 		}
-		err = retry(ctx, func() error {
+		err = s.retry(ctx, func() error {
 			return s.pool.QueryRow(ctx, `INSERT INTO sessions (key, data, expires_at)
 				VALUES ($1, $2, now() + $3::interval) RETURNING modified_at`, key, []byte(data), ttl).Scan(&modifiedAt)
 		})
@@ -311,7 +314,7 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 		if err != nil {
 			return fmt.Errorf("save session: encode: %w", err)
 		}
-		err = retry(ctx, func() error {
+		err = s.retry(ctx, func() error {
 			return s.pool.QueryRow(ctx, `UPDATE sessions SET data = $2, modified_at = now(), expires_at = now() + $3::interval
 				WHERE key = $1 AND expires_at > now() RETURNING modified_at`, key, []byte(data), ttl).Scan(&modifiedAt)
 		})
@@ -359,7 +362,7 @@ func (s *Store) expiredCookie(sess *sessions.Session) *http.Cookie {
 
 func (s *Store) deleteRow(ctx context.Context, id string) error {
 	key := rowKey(id)
-	return retry(ctx, func() error {
+	return s.retry(ctx, func() error {
 		_, err := s.pool.Exec(ctx, "DELETE FROM sessions WHERE key = $1", key)
 		return err
 	})
@@ -413,12 +416,32 @@ func sameValues(oldPlain, plain []byte, values map[any]any) bool {
 	return err == nil && reflect.DeepEqual(old, values)
 }
 
-// retry runs f, and once more if it failed in a way that is safe to retry (for instance on
-// a pooled connection that died with a database restart, before anything was sent).
-func retry(ctx context.Context, f func() error) error {
+// retry runs f, and once more after closing every pooled connection if f failed because its
+// connection was lost (as after a database restart, which kills the whole pool at once). Every
+// statement of this package may run twice: reads, idempotent updates and deletes, and inserts
+// of a new random key.
+func (s *Store) retry(ctx context.Context, f func() error) error {
 	err := f()
-	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
+	if err != nil && ctx.Err() == nil && connectionLost(err) {
+		s.pool.Reset()
 		err = f()
 	}
 	return err
+}
+
+// connectionLost reports whether err means the connection (or the server) went away rather
+// than the statement failing: pgconn.SafeToRetry, an operator-intervention error (57P01
+// admin_shutdown and the like), or a broken socket.
+func connectionLost(err error) bool {
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "57P")
+	}
+	var netErr net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		(errors.As(err, &netErr) && !netErr.Timeout())
 }
