@@ -1,0 +1,92 @@
+package deploy
+
+import (
+	"os"
+	"path"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"outrigger/internal/lbconfig"
+)
+
+// TestLBConfigExample loads lb.yaml.example with lb's own parser and checks
+// that it fits lb.service: the token is the unit's credential, state and ACME
+// cache live in its StateDirectory, and the stop timeout covers drain_timeout.
+func TestLBConfigExample(t *testing.T) {
+	cfg, err := lbconfig.Load("lb.yaml.example")
+	if err != nil {
+		t.Fatalf("lb.yaml.example does not validate: %v", err)
+	}
+	u := parseUnit(t, "systemd/lb.service")
+
+	cred, src, ok := strings.Cut(u.get("Service", "LoadCredential"), ":")
+	if !ok {
+		t.Fatalf("LoadCredential = %q, want NAME:PATH", u.get("Service", "LoadCredential"))
+	}
+	if want := "/run/credentials/lb.service/" + cred; cfg.Admin.TokenFile != want {
+		t.Errorf("admin.token_file = %q, want the credential %q (from %s)", cfg.Admin.TokenFile, want, src)
+	}
+	if !lbconfig.IsLoopback(cfg.Admin.Listen) {
+		t.Errorf("admin.listen = %q, want loopback in the example", cfg.Admin.Listen)
+	}
+	stateDir := "/var/lib/" + u.get("Service", "StateDirectory")
+	if cfg.StateFile == "" || path.Dir(cfg.StateFile) != stateDir {
+		t.Errorf("state_file = %q, want a file in %s (StateDirectory)", cfg.StateFile, stateDir)
+	}
+	if cfg.TLS == nil || cfg.TLS.ACME == nil {
+		t.Fatal("the example has no tls.acme block")
+	}
+	if !strings.HasPrefix(cfg.TLS.ACME.CacheDir, stateDir+"/") {
+		t.Errorf("tls.acme.cache_dir = %q, want it in %s (StateDirectory)", cfg.TLS.ACME.CacheDir, stateDir)
+	}
+	if stop := seconds(t, u.get("Service", "TimeoutStopSec")); stop <= cfg.DrainTimeout.Seconds() {
+		t.Errorf("TimeoutStopSec %vs is not above drain_timeout %v", stop, cfg.DrainTimeout)
+	}
+	if len(cfg.Backends) < 2 {
+		t.Errorf("the example has %d backend(s); a rollout needs at least 2", len(cfg.Backends))
+	}
+}
+
+// TestAppEnvExample checks that app.env.example mentions every variable of
+// DESIGN.md's app table, sets the required ones, and that its shutdown times
+// fit app.service's TimeoutStopSec.
+func TestAppEnvExample(t *testing.T) {
+	data, err := os.ReadFile("app.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]string{}
+	mentioned := map[string]bool{}
+	line := regexp.MustCompile(`^(#?)([A-Z_]+)=(.*)$`)
+	for _, l := range strings.Split(string(data), "\n") {
+		m := line.FindStringSubmatch(strings.TrimSpace(l))
+		if m == nil {
+			continue
+		}
+		mentioned[m[2]] = true
+		if m[1] == "" {
+			set[m[2]] = m[3]
+		}
+	}
+	for _, v := range []string{"DATABASE_URL", "APP_LISTEN", "SESSION_KEYS", "SESSION_MAX_AGE", "COOKIE_SECURE",
+		"TRUSTED_PROXIES", "APP_INSTANCE", "MAX_UPLOAD_BYTES", "DB_MAX_CONNS", "SHUTDOWN_DELAY", "SHUTDOWN_TIMEOUT", "LOG_FORMAT"} {
+		if !mentioned[v] {
+			t.Errorf("app.env.example does not mention %s", v)
+		}
+	}
+	for _, v := range []string{"DATABASE_URL", "SESSION_KEYS", "TRUSTED_PROXIES"} {
+		if set[v] == "" {
+			t.Errorf("app.env.example does not set %s", v)
+		}
+	}
+	if k := set["SESSION_KEYS"]; len(k) < 32 {
+		t.Errorf("SESSION_KEYS example is %d characters, want >= 32", len(k))
+	}
+	u := parseUnit(t, "systemd/app.service")
+	shutdown := 5*time.Second + 25*time.Second // DESIGN's SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT defaults
+	if stop := seconds(t, u.get("Service", "TimeoutStopSec")); stop <= shutdown.Seconds() {
+		t.Errorf("TimeoutStopSec %vs is not above SHUTDOWN_DELAY+SHUTDOWN_TIMEOUT %v", stop, shutdown)
+	}
+}
