@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"outrigger/internal/lbconfig"
+	"outrigger/internal/pgtest"
 )
 
 func TestMain(m *testing.M) {
@@ -20,7 +21,7 @@ func TestMain(m *testing.M) {
 	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	os.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
 	os.Setenv("PEBBLE_AUTHZREUSE", "0")
-	os.Exit(m.Run())
+	os.Exit(pgtest.Run(m))
 }
 
 // acmeLB is an lb's TLS side under test: a Source on its own listeners.
