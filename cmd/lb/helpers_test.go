@@ -159,9 +159,11 @@ func startLBFile(t *testing.T, cfgPath string) *runningLB {
 		done: make(chan error, 1), reload: make(chan struct{}), reloads: make(chan error, 16)}
 	type bound struct{ name, addr string }
 	listening := make(chan bound, 8)
+	ready := make(chan struct{})
 	hooks := serveHooks{
 		reload:    l.reload,
 		listening: func(name, addr string) { listening <- bound{name, addr} },
+		ready:     func() { close(ready) },
 		reloaded:  func(err error) { l.reloads <- err },
 	}
 	env := func(k string) string {
@@ -180,17 +182,19 @@ func startLBFile(t *testing.T, cfgPath string) *runningLB {
 		}
 	})
 	timeout := time.After(10 * time.Second)
-	for l.addrs["admin"] == "" || (l.addrs["http"] == "" && l.addrs["https"] == "") {
+	for waiting := true; waiting; {
 		select {
-		case b := <-listening:
-			if l.addrs[b.name] == "" {
-				l.addrs[b.name] = b.addr
-			}
+		case <-ready:
+			waiting = false
 		case err := <-l.done:
 			t.Fatalf("lb serve exited early: %v\n%s", err, l.out.String())
 		case <-timeout:
 			t.Fatalf("lb serve did not listen in time:\n%s", l.out.String())
 		}
+	}
+	for len(listening) > 0 {
+		b := <-listening
+		l.addrs[b.name] = b.addr
 	}
 	l.client = &admin.Client{BaseURL: "http://" + l.addrs["admin"], Token: testToken}
 	return l

@@ -37,6 +37,8 @@ type serveHooks struct {
 	reload <-chan struct{}
 	// listening is called once per listener with its bound address.
 	listening func(listener, addr string)
+	// ready is called once every listener is listening.
+	ready func()
 	// reloaded is called after each reload attempt with its outcome.
 	reloaded func(err error)
 }
@@ -304,6 +306,9 @@ func (s *lbServer) serve(ctx context.Context) error {
 		}
 	}
 	s.saveState()
+	if s.hooks.ready != nil {
+		s.hooks.ready()
+	}
 	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		s.logger.Warn("systemd readiness not sent", "err", err.Error())
 	} else if ok {

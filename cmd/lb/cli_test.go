@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"outrigger/internal/admin"
+)
+
+// runCLI runs lb with args and env, and returns stdout, stderr and the exit status.
+func runCLI(t *testing.T, env map[string]string, args ...string) (string, string, int) {
+	t.Helper()
+	var stdout, stderr syncBuffer
+	err := run(context.Background(), append([]string{"lb"}, args...), func(k string) string { return env[k] }, &stdout, &stderr)
+	code := exitCode(err, &stderr)
+	return stdout.String(), stderr.String(), code
+}
+
+func TestCLIAgainstServe(t *testing.T) {
+	b1 := newBackend(t, "app-1", nil)
+	b2 := newBackend(t, "app-2", nil)
+	l := startLB(t, lbConfig{backends: []*testBackend{b1, b2}})
+	l.waitHealthy("app-1", "app-2")
+	adminURL := "http://" + l.addrs["admin"]
+	tokenFile := filepath.Join(dirOf(l.cfgPath), "token")
+	flags := []string{"-admin", adminURL, "-token-file", tokenFile}
+	env := map[string]string{"LB_ADMIN": adminURL, "LB_ADMIN_TOKEN_FILE": tokenFile}
+
+	out, errOut, code := runCLI(t, nil, append([]string{"backends"}, flags...)...)
+	if code != 0 || !strings.Contains(out, "NAME") || !strings.Contains(out, "app-2") || !strings.Contains(out, "active") {
+		t.Fatalf("backends: exit %d\n%s%s", code, out, errOut)
+	}
+
+	out, _, code = runCLI(t, env, "backends", "-json")
+	var list []admin.Backend
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 2 || !list[0].Healthy {
+		t.Fatalf("backends -json (env): exit %d, %q", code, out)
+	}
+
+	// drain -wait on two -admin flags (the same lb twice: the operation runs on each).
+	out, errOut, code = runCLI(t, nil, "drain", "-admin", adminURL, "-admin", adminURL, "-token-file", tokenFile, "-wait", "app-2")
+	if code != 0 || strings.Count(out, "app-2 is draining") != 2 || !strings.Contains(out, "idle") {
+		t.Fatalf("drain -wait: exit %d\n%s%s", code, out, errOut)
+	}
+	if b, _ := l.client.Backend(context.Background(), "app-2"); b.State != "draining" {
+		t.Errorf("after lb drain: state %q", b.State)
+	}
+	out, _, code = runCLI(t, env, "enable", "app-2")
+	if code != 0 || !strings.Contains(out, "app-2 is active") {
+		t.Errorf("enable: exit %d %q", code, out)
+	}
+	out, errOut, code = runCLI(t, env, "add", "app-3", b2.srv.URL)
+	if code != 0 || !strings.Contains(out, "added app-3") {
+		t.Errorf("add: exit %d %q %q", code, out, errOut)
+	}
+	_, errOut, code = runCLI(t, env, "add", "app-3", b2.srv.URL)
+	if code != 1 || !strings.Contains(errOut, "409") {
+		t.Errorf("add twice: exit %d %q, want 1 and the 409", code, errOut)
+	}
+	out, _, code = runCLI(t, env, "remove", "app-3")
+	if code != 0 || !strings.Contains(out, "removed app-3") {
+		t.Errorf("remove: exit %d %q", code, out)
+	}
+
+	failures := []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{"unknown backend", env, []string{"drain", "nope"}, 1, "404"},
+		{"no admin", nil, []string{"backends", "-token-file", tokenFile}, 2, "LB_ADMIN"},
+		{"no token", map[string]string{"LB_ADMIN": adminURL}, []string{"backends"}, 2, "LB_ADMIN_TOKEN_FILE"},
+		{"missing name", env, []string{"drain"}, 2, "NAME"},
+		{"flag after name", env, []string{"drain", "app-1", "-wait"}, 2, "flags first"},
+		{"bad admin URL", env, []string{"backends", "-admin", "127.0.0.1:1"}, 2, "http://"},
+		{"unknown command", nil, []string{"frobnicate"}, 2, "unknown command"},
+		{"no command", nil, []string{}, 2, "no command"},
+		{"dead lb", nil, []string{"backends", "-admin", "http://127.0.0.1:1", "-token-file", tokenFile}, 1, "127.0.0.1:1"},
+	}
+	for _, f := range failures {
+		_, errOut, code := runCLI(t, f.env, f.args...)
+		if code != f.wantCode || !strings.Contains(errOut, f.wantErr) {
+			t.Errorf("%s: exit %d, stderr %q; want exit %d mentioning %q", f.name, code, errOut, f.wantCode, f.wantErr)
+		}
+	}
+
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	writeFile(t, filepath.Dir(wrong), "wrong", "not-the-token")
+	_, errOut, code = runCLI(t, nil, "backends", "-admin", adminURL, "-token-file", wrong)
+	if code != 1 || !strings.Contains(errOut, "401") {
+		t.Errorf("wrong token: exit %d %q, want 1 and 401", code, errOut)
+	}
+}
+
+func TestVersionAndValidate(t *testing.T) {
+	for _, arg := range []string{"version", "-version"} {
+		out, _, code := runCLI(t, nil, arg)
+		if code != 0 || out != "lb "+version+"\n" {
+			t.Errorf("lb %s: exit %d %q", arg, code, out)
+		}
+	}
+	dir := t.TempDir()
+	writeFile(t, dir, "token", testToken)
+	good := writeFile(t, dir, "good.yaml", "listen: 127.0.0.1:0\nadmin:\n  token_file: "+filepath.Join(dir, "token")+"\nbackends: []\n")
+	out, _, code := runCLI(t, nil, "validate", "-config", good)
+	if code != 0 || !strings.Contains(out, "ok") {
+		t.Errorf("validate good: exit %d %q", code, out)
+	}
+	bad := writeFile(t, dir, "bad.yaml", "listen: 127.0.0.1:0\npolicy: fastest\nhealth_check:\n  rise: 0\nadmin:\n  token_file: x\nbackends:\n  - name: App\n    url: ftp://x\n")
+	out, _, code = runCLI(t, nil, "validate", "-config", bad)
+	if code != 2 {
+		t.Errorf("validate bad: exit %d, want 2", code)
+	}
+	for _, want := range []string{"policy", "health_check.rise", "backends[0].name", "backends[0].url"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("validate output lacks %s:\n%s", want, out)
+		}
+	}
+	_, errOut, code := runCLI(t, map[string]string{"LOG_FORMAT": "json"}, "serve", "-config", bad)
+	if code != 2 || !strings.Contains(errOut, "policy") {
+		t.Errorf("serve with a bad config: exit %d %q, want 2", code, errOut)
+	}
+}
