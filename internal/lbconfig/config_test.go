@@ -452,6 +452,13 @@ func TestRestartNeeded(t *testing.T) {
 			}
 		})
 	}
+	// tls.hsts applies without a restart.
+	a0, b0 := base(), base()
+	a0.TLS = &TLS{CertFile: "c", KeyFile: "k"}
+	b0.TLS = &TLS{CertFile: "c", KeyFile: "k", HSTS: "max-age=1"}
+	if got := RestartNeeded(a0, b0); got != nil {
+		t.Errorf("hsts change: got %q, want none", got)
+	}
 	// Same TLS content in different pointers is no change.
 	a, b := base(), base()
 	a.TLS = &TLS{CertFile: "c", KeyFile: "k"}

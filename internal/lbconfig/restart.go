@@ -5,7 +5,8 @@ import "reflect"
 // RestartNeeded returns the key paths whose change a reload cannot apply
 // (listener addresses, the TLS set-up, the admin certificate, the state
 // file), so that the reload can log "restart needed for X". Certificate
-// files at unchanged paths are re-read by a reload and are not listed.
+// files at unchanged paths are re-read by a reload, and tls.hsts applies
+// per response: neither is listed.
 func RestartNeeded(old, cur *Config) []string {
 	var out []string
 	if old.Listen != cur.Listen {
@@ -14,7 +15,7 @@ func RestartNeeded(old, cur *Config) []string {
 	if old.HTTPListen != cur.HTTPListen {
 		out = append(out, "http_listen")
 	}
-	if !reflect.DeepEqual(old.TLS, cur.TLS) {
+	if !reflect.DeepEqual(withoutHSTS(old.TLS), withoutHSTS(cur.TLS)) {
 		out = append(out, "tls")
 	}
 	if old.Admin.Listen != cur.Admin.Listen {
@@ -27,4 +28,14 @@ func RestartNeeded(old, cur *Config) []string {
 		out = append(out, "state_file")
 	}
 	return out
+}
+
+// withoutHSTS returns a copy of t with HSTS cleared (nil stays nil).
+func withoutHSTS(t *TLS) *TLS {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	c.HSTS = ""
+	return &c
 }
