@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -115,28 +114,31 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 }
 
 // FindBinDir returns the directory holding initdb and postgres: the highest version under
-// /usr/lib/postgresql, else the directory of initdb found in $PATH.
+// /usr/lib/postgresql, else the first directory of $PATH that has both. ErrNoPostgres if none.
 func FindBinDir() (string, error) {
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	type cand struct {
-		dir string
-		ver float64
+	return findBinDir("/usr/lib/postgresql/*/bin", os.Getenv("PATH"))
+}
+
+func findBinDir(pattern, pathList string) (string, error) {
+	hasBoth := func(d string) bool {
+		return executable(filepath.Join(d, "initdb")) && executable(filepath.Join(d, "postgres"))
 	}
-	var cands []cand
+	dirs, _ := filepath.Glob(pattern)
+	best, bestVer := "", -1.0
 	for _, d := range dirs {
-		if !executable(filepath.Join(d, "initdb")) || !executable(filepath.Join(d, "postgres")) {
+		if !hasBoth(d) {
 			continue
 		}
 		v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(d)), 64)
-		cands = append(cands, cand{d, v})
+		if v > bestVer {
+			best, bestVer = d, v
+		}
 	}
-	if len(cands) > 0 {
-		sort.Slice(cands, func(i, j int) bool { return cands[i].ver > cands[j].ver })
-		return cands[0].dir, nil
+	if best != "" {
+		return best, nil
 	}
-	if p, err := exec.LookPath("initdb"); err == nil {
-		d := filepath.Dir(p)
-		if executable(filepath.Join(d, "postgres")) {
+	for _, d := range filepath.SplitList(pathList) {
+		if d != "" && hasBoth(d) {
 			return d, nil
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -224,5 +225,43 @@ func TestWithDatabase(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("withDatabase(%q): got %q, %v, want %q", tt.in, got, err, tt.want)
 		}
+	}
+}
+
+func TestFindBinDir(t *testing.T) {
+	root := t.TempDir()
+	mk := func(dir string, names ...string) string {
+		d := filepath.Join(root, dir)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if err := os.WriteFile(filepath.Join(d, n), []byte("#!/bin/sh\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	mk("lib/9.6/bin", "initdb", "postgres")
+	v16 := mk("lib/16/bin", "initdb", "postgres")
+	mk("lib/17/bin", "initdb") // no server binary: not a candidate
+	onPath := mk("usr/bin", "initdb", "postgres")
+	pattern := filepath.Join(root, "lib/*/bin")
+
+	tests := []struct {
+		name, pattern, path, want string
+	}{
+		{"highest complete version", pattern, onPath, v16},
+		{"from PATH", filepath.Join(root, "none/*/bin"), "/nonexistent" + string(filepath.ListSeparator) + onPath, onPath},
+	}
+	for _, tt := range tests {
+		got, err := findBinDir(tt.pattern, tt.path)
+		if err != nil || got != tt.want {
+			t.Errorf("%s: got %q, %v, want %q", tt.name, got, err, tt.want)
+		}
+	}
+	_, err := findBinDir(filepath.Join(root, "none/*/bin"), "/nonexistent")
+	if !errors.Is(err, ErrNoPostgres) || !strings.Contains(err.Error(), "apt-get install -y postgresql") {
+		t.Errorf("no binaries: got %v, want ErrNoPostgres naming the install command", err)
 	}
 }
