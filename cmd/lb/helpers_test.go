@@ -61,7 +61,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 type testBackend struct {
 	name string
 	srv  *httptest.Server
-	hits sync.Map // path -> count (unused by most tests)
 }
 
 // newBackend starts a backend whose /healthz passes and whose other paths
@@ -154,6 +153,12 @@ func startLB(t *testing.T, c lbConfig) *runningLB {
 
 func startLBFile(t *testing.T, cfgPath string) *runningLB {
 	t.Helper()
+	return startLBWith(t, cfgPath, true)
+}
+
+// startLBWith runs serve; with hookReload false, reloads come from real SIGHUPs.
+func startLBWith(t *testing.T, cfgPath string, hookReload bool) *runningLB {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &runningLB{t: t, cfgPath: cfgPath, addrs: map[string]string{}, out: &syncBuffer{}, cancel: cancel,
 		done: make(chan error, 1), reload: make(chan struct{}), reloads: make(chan error, 16)}
@@ -161,10 +166,12 @@ func startLBFile(t *testing.T, cfgPath string) *runningLB {
 	listening := make(chan bound, 8)
 	ready := make(chan struct{})
 	hooks := serveHooks{
-		reload:    l.reload,
 		listening: func(name, addr string) { listening <- bound{name, addr} },
 		ready:     func() { close(ready) },
 		reloaded:  func(err error) { l.reloads <- err },
+	}
+	if hookReload {
+		hooks.reload = l.reload
 	}
 	env := func(k string) string {
 		if k == "LOG_FORMAT" {

@@ -28,6 +28,10 @@ type frontend struct {
 	handler  http.Handler
 	settings func() serverSettings
 
+	// stop ends TLS handshakes in progress at shutdown.
+	stopCtx context.Context
+	stop    context.CancelFunc
+
 	mu      sync.Mutex
 	cur     *slot
 	all     []*slot
@@ -96,6 +100,7 @@ func withTLSState(next http.Handler) http.Handler {
 
 // start begins accepting.
 func (f *frontend) start() {
+	f.stopCtx, f.stop = context.WithCancel(context.Background())
 	f.mu.Lock()
 	f.cur = f.newSlot(f.settings())
 	f.all = append(f.all, f.cur)
@@ -158,7 +163,7 @@ func (f *frontend) acceptLoop() {
 func (f *frontend) handshake(c net.Conn) {
 	tc := tls.Server(c, f.tlsConf)
 	timeout := f.settings().readHeaderTimeout
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(f.stopCtx, timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		f.logger.Debug("TLS handshake failed", "listener", f.name, "remote", c.RemoteAddr().String(), "err", err.Error())
@@ -211,6 +216,9 @@ func (f *frontend) shutdown(ctx context.Context) error {
 	all := append([]*slot(nil), f.all...)
 	f.mu.Unlock()
 	f.ln.Close()
+	if f.stop != nil {
+		f.stop()
+	}
 	if f.limiter != nil {
 		f.limiter.close()
 	}
