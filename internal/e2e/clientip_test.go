@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,9 +33,10 @@ func TestRealClientIP(t *testing.T) {
 		{"everything at once", http.Header{"X-Forwarded-For": {"127.0.0.1"}, "Forwarded": {"for=127.0.0.1"}, "X-Real-Ip": {"127.0.0.1"}}},
 	}
 	want := map[string]string{} // request id -> true client address
+	clients := make([]*http.Client, len(forgeries))
 	for i, forge := range forgeries {
 		src := netip.AddrFrom4([4]byte{127, 0, 0, byte(2 + i)})
-		c := f.Client(fleet.ClientOptions{LocalAddr: src, Cookies: true})
+		clients[i] = f.Client(fleet.ClientOptions{LocalAddr: src, Cookies: true})
 		name := fmt.Sprintf("ip%d", i)
 		cred := fmt.Sprintf(`{"username":%q,"password":"correct horse battery"}`, name)
 		steps := []struct {
@@ -42,28 +45,36 @@ func TestRealClientIP(t *testing.T) {
 		}{
 			{http.MethodPost, "/api/signup", cred, http.StatusCreated},
 			{http.MethodPost, "/api/login", cred, http.StatusOK},
-			{http.MethodGet, "/api/me", "", http.StatusOK},
-			{http.MethodGet, "/api/me", "", http.StatusOK},
 			{http.MethodGet, "/api/files", "", http.StatusOK},
 		}
 		for k, s := range steps {
-			req, err := http.NewRequestWithContext(ctx, s.method, f.URL()+s.path, strings.NewReader(s.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s.body != "" {
-				req.Header.Set("Content-Type", "application/json")
-			}
-			for h, v := range forge.header {
-				req.Header[h] = v
-			}
 			id := fmt.Sprintf("clientip-%d-%d", i, k)
-			req.Header.Set("X-Request-ID", id)
-			if _, _, err := fleet.Do(c, req, s.status); err != nil {
+			if err := forgedRequest(ctx, clients[i], s.method, f.URL()+s.path, s.body, forge.header, id, s.status); err != nil {
 				t.Fatalf("%s from %s: %v", forge.name, src, err)
 			}
 			want[id] = src.String()
 		}
+	}
+
+	// Then a load: one worker per client address, each with its forgery.
+	var mu sync.Mutex
+	seq := make([]int, len(forgeries))
+	res := fleet.Load(ctx, fleet.LoadOptions{
+		Workers:     len(forgeries),
+		Duration:    30 * time.Second,
+		MaxRequests: 210,
+		Request: func(ctx context.Context, w int) error {
+			seq[w]++
+			id := fmt.Sprintf("clientip-load-%d-%d", w, seq[w])
+			mu.Lock()
+			want[id] = netip.AddrFrom4([4]byte{127, 0, 0, byte(2 + w)}).String()
+			mu.Unlock()
+			return forgedRequest(ctx, clients[w], http.MethodGet, f.URL()+"/api/me", "", forgeries[w].header, id, http.StatusOK)
+		},
+	})
+	report(t, "clients from 127.0.0.2-8", res)
+	if res.Failures != 0 {
+		t.Errorf("got %d failed requests, want 0", res.Failures)
 	}
 
 	ids := make([]string, 0, len(want))
@@ -100,4 +111,24 @@ func TestRealClientIP(t *testing.T) {
 		}
 	}
 	t.Logf("%d request ids from %d client addresses: %d lb and app log lines checked", len(ids), len(forgeries), checked)
+	for _, l := range lines["clientip-load-6-1"] {
+		t.Logf("e.g. %s: %s", l.Proc, l.Text)
+	}
+}
+
+// forgedRequest sends one request with the given extra (forged) headers and request id.
+func forgedRequest(ctx context.Context, c *http.Client, method, url, body string, forged http.Header, id string, want int) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for h, v := range forged {
+		req.Header[h] = v
+	}
+	req.Header.Set("X-Request-ID", id)
+	_, _, err = fleet.Do(c, req, want)
+	return err
 }

@@ -99,7 +99,7 @@ func TestImportRules(t *testing.T) {
 	}
 }
 
-func eq(p string) func(string) bool         { return func(s string) bool { return s == p } }
+func eq(p string) func(string) bool        { return func(s string) bool { return s == p } }
 func inF(roots []string) func(string) bool { return func(s string) bool { return in(s, roots) } }
 func notIn(sets ...[]string) func(string) bool {
 	all := slices.Concat(sets...)

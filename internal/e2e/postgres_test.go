@@ -44,7 +44,21 @@ func TestPostgresRestart(t *testing.T) {
 	if err := c.Stop(ctx); err != nil {
 		t.Fatalf("stop PostgreSQL: %v", err)
 	}
-	lr.WaitRequests(ctx, 20) // requests during the outage
+	// Keep it down until lb has seen every app's /healthz degraded (503) and marked
+	// them all down: lb then fails open, and everything must come back by itself.
+	waitFor(t, 15*time.Second, "lb to mark every app down while PostgreSQL is down", func() bool {
+		bs, err := f.Admin().Backends(ctx)
+		if err != nil {
+			return false
+		}
+		for _, b := range bs {
+			if b.Healthy {
+				return false
+			}
+		}
+		return true
+	})
+	lr.WaitRequests(ctx, 20) // requests while every backend is down
 	if err := c.Start(ctx); err != nil {
 		t.Fatalf("start PostgreSQL: %v", err)
 	}

@@ -20,7 +20,7 @@ func TestSessionsAndFilesAcrossServers(t *testing.T) {
 	ctx := t.Context()
 	alice := newUser(t, f, f.Client(fleet.ClientOptions{Cookies: true}), "alice")
 	bob := newUser(t, f, f.Client(fleet.ClientOptions{Cookies: true}), "bob")
-	report := alice.upload(t, "report.bin", 700<<10) // three 256 KiB chunks
+	doc := alice.upload(t, "report.bin", 700<<10) // three 256 KiB chunks
 	t.Logf("alice logged in through %s", alice.loginInstance)
 
 	// Through lb, every instance answers for alice.
@@ -64,7 +64,7 @@ func TestSessionsAndFilesAcrossServers(t *testing.T) {
 		}
 	}
 	for i := range f.Apps() {
-		checkDirect(i, report)
+		checkDirect(i, doc)
 	}
 
 	// No app server keeps the upload on its disk (working directory and TMPDIR).
@@ -94,9 +94,18 @@ func TestSessionsAndFilesAcrossServers(t *testing.T) {
 		if inst == alice.loginInstance {
 			t.Fatalf("the killed %s answered", inst)
 		}
-		if _, err := download(ctx, alice.c, alice.base, report, nil); err != nil {
+		if _, err := download(ctx, alice.c, alice.base, doc, nil); err != nil {
 			t.Fatalf("download after kill -9 of %s: %v", alice.loginInstance, err)
 		}
+	}
+	res := fleet.Load(ctx, func() fleet.LoadOptions {
+		o := userLoad([]*user{alice, alice}, 30*time.Second)
+		o.MaxRequests = 200
+		return o
+	}())
+	report(t, "alice after kill -9 of the server that logged her in", res)
+	if res.Failures != 0 || res.Requests != 200 {
+		t.Errorf("after kill -9 of %s: got %d of %d requests failed, want 0 of 200", alice.loginInstance, res.Failures, res.Requests)
 	}
 	second := alice.upload(t, "second.bin", 300<<10)
 	for i := range f.Apps() {

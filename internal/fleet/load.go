@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -239,9 +240,13 @@ func run(ctx context.Context, o LoadOptions, count *atomic.Int64) Result {
 	return res
 }
 
-// reason groups failure messages: request ids and byte counts vary, so it drops
-// parenthesised parts and cuts the rest.
+// uuidRE matches the ids in paths such as /api/files/{id}.
+var uuidRE = regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`)
+
+// reason groups failure messages: request ids, byte counts and file ids vary, so it
+// drops parenthesised parts, replaces UUIDs by {id} and cuts the rest.
 func reason(msg string) string {
+	msg = uuidRE.ReplaceAllString(msg, "{id}")
 	var b strings.Builder
 	depth := 0
 	for _, r := range msg {

@@ -99,6 +99,7 @@ func TestReason(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"GET /api/me (request load-1a2b): status 502, want 200: x", "GET /api/me : status 502, want 200: x"},
 		{"plain", "plain"},
+		{"GET /api/files/80efe55a-2a72-4708-86dc-ab402f7015fe (request x): status 503", "GET /api/files/{id} : status 503"},
 		{strings.Repeat("a", 200), strings.Repeat("a", 120)},
 	}
 	for _, tc := range tests {
