@@ -230,11 +230,25 @@ func TestACMEHTTP01(t *testing.T) {
 
 func TestACMEFailuresStayPerName(t *testing.T) {
 	// bad.test resolves to 127.0.0.2, where the lb does not listen: its
-	// challenges fail, while lb.test is issued normally.
+	// challenges fail. The CA refuses to issue for blocked.test. lb.test
+	// is issued normally all the same.
 	dnsAddr := startDNS(t, map[string]string{"bad.test": "127.0.0.2"})
 	httpsLn := listen(t)
 	p := startPebble(t, dnsAddr, deadPort(t), portNum(t, httpsLn.Addr().String()), 0)
-	lb := startACMELB(t, acmeConfig(p, t.TempDir(), testName, "bad.test"), httpsLn, nil)
+	if err := p.store.AddBlockedDomain("blocked.test"); err != nil {
+		t.Fatal(err)
+	}
+	lb := startACMELB(t, acmeConfig(p, t.TempDir(), testName, "bad.test", "blocked.test"), httpsLn, nil)
+
+	if _, err := handshake(lb.https, "blocked.test"); err == nil {
+		t.Fatal("handshake for blocked.test succeeded, want failure")
+	}
+	if !lb.logs.has(`"msg":"acme error"`, `rejectedIdentifier`, "forbidden by policy") {
+		t.Errorf("the CA's refusal was not logged with its reason; logs:\n%s", lb.logs)
+	}
+	if !lb.logs.has(`"msg":"certificate failed"`, `"name":"blocked.test"`) {
+		t.Errorf("no failure line for blocked.test; logs:\n%s", lb.logs)
+	}
 
 	if _, err := handshake(lb.https, "bad.test"); err == nil {
 		t.Fatal("handshake for bad.test succeeded, want failure")
@@ -254,8 +268,8 @@ func TestACMEFailuresStayPerName(t *testing.T) {
 	if _, err := handshake(lb.https, "bad.test"); err == nil {
 		t.Fatal("second handshake for bad.test succeeded, want failure")
 	}
-	if n := strings.Count(lb.logs.String(), `"msg":"certificate failed"`); n != 1 {
-		t.Errorf("got %d failure lines, want 1 (repeats are rate-limited)", n)
+	if n := strings.Count(lb.logs.String(), `"msg":"certificate failed","name":"bad.test"`); n != 1 {
+		t.Errorf("got %d failure lines for bad.test, want 1 (repeats are rate-limited)", n)
 	}
 }
 

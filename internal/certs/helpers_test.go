@@ -156,6 +156,7 @@ func startDNS(t *testing.T, addrs map[string]string) string {
 // pebble is an in-process ACME CA.
 type pebble struct {
 	srv      *httptest.Server
+	store    *db.MemoryStore
 	dirURL   string
 	caFile   string // the ACME API's certificate (for tls.acme.ca_file)
 	root     *x509.Certificate
@@ -181,7 +182,7 @@ func startPebble(t *testing.T, dnsAddr string, httpPort, tlsPort int, validity t
 	})
 	validator := va.New(logger, httpPort, tlsPort, false, dnsAddr, store)
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	p := &pebble{}
+	p := &pebble{store: store}
 	api := front.Handler()
 	p.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.requests.Add(1)
@@ -311,7 +312,7 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) (float64, b
 
 // selfSigned writes a self-signed certificate for names (and its key) into
 // dir and returns their paths and the certificate.
-func selfSigned(t *testing.T, dir string, serial int64, names ...string) (certFile, keyFile string, cert *x509.Certificate) {
+func selfSigned(t testing.TB, dir string, serial int64, names ...string) (certFile, keyFile string, cert *x509.Certificate) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
