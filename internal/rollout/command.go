@@ -6,14 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
-// commandWaitDelay is how long a command gets to exit after an interrupt, and
+// commandWaitDelay is how long a command gets to exit after SIGTERM, and
 // how long Wait waits for output pipes held open by its children (an ssh
 // control master, say) after it exited.
 const commandWaitDelay = 10 * time.Second
@@ -28,9 +28,10 @@ func (r *runner) runCommand(ctx context.Context, t target) (string, error) {
 	argv := r.opts.Command
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = commandEnv(r.opts.Env, t)
-	// Ctrl-C reaches the command through the terminal anyway; a cancelled
-	// context interrupts it the same way and kills it only after a grace period.
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	// Ctrl-C reaches the command through the terminal anyway. A cancelled
+	// context asks it to stop with SIGTERM (SIGINT may be ignored by a command
+	// started in the background) and kills it only after a grace period.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = commandWaitDelay
 	tail := newTail(r.opts.TailLines)
 	var out io.Writer = tail

@@ -413,7 +413,7 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 func TestRunCancelStopsWithBackendDrained(t *testing.T) {
 	f := newFleet(t, "v1", "app-1", "app-2")
 	lb := newFakeLB(t, "lb0", f, "app-1", "app-2")
-	// The command says it started, then waits; an interrupt ends it.
+	// The command says it started, then waits; SIGTERM ends it.
 	opts := fastOpts([]string{"/bin/sh", "-c", `echo started; exec sleep 60`})
 	started := &signalWriter{s: "started", ch: make(chan struct{})}
 	opts.CommandOutput = started
@@ -438,7 +438,7 @@ func TestRunCancelStopsWithBackendDrained(t *testing.T) {
 	if b := lb.state("app-2"); b.State != admin.StateActive {
 		t.Errorf("app-2 is %s, want active (untouched)", b.State)
 	}
-	for _, s := range []string{"signal: interrupt", "| started", "app-1 is left drained"} {
+	for _, s := range []string{"signal: terminated", "| started", "app-1 is left drained"} {
 		if !strings.Contains(stderr, s) {
 			t.Errorf("stderr lacks %q", s)
 		}
