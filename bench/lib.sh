@@ -1,0 +1,354 @@
+# bench/lib.sh: settings and functions shared by bench/run.sh and bench/profile.sh.
+# Sourced, not run; see run.sh for the environment variables.
+
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH="$ROOT/bench"
+QUICK=${BENCH_QUICK:-0}
+if [[ "$QUICK" == 1 ]]; then dr=2 dd=2; else dr=5 dd=5; fi
+ROUNDS=${BENCH_ROUNDS:-$dr}
+DURATION=${BENCH_DURATION:-$dd}
+THREADS=${BENCH_THREADS:-2}
+CONNS=${BENCH_CONNS:-64}
+read -r -a MODES <<<"${BENCH_MODES:-http https hs}"
+read -r -a TARGETS <<<"${BENCH_TARGETS:-direct lb haproxy nginx caddy}"
+IP=127.0.0.1
+BASE=${BENCH_PORT_BASE:-47100}
+OUT=${BENCH_OUT:-$BENCH/results}
+WRK_TIMEOUT=2s
+
+# Ports (all on 127.0.0.1).
+P_B1=$((BASE + 1)) P_B2=$((BASE + 2)) P_B3=$((BASE + 3)) P_BTLS=$((BASE + 4))
+P_LB=$((BASE + 10)) P_LBADMIN=$((BASE + 11)) P_PPROF=$((BASE + 12))
+P_HAPROXY=$((BASE + 20)) P_NGINX=$((BASE + 30)) P_CADDY=$((BASE + 40))
+
+log() { printf '%s bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- clean-up
+WORK=$(mktemp -d /tmp/outrigger-bench.XXXXXX)
+declare -A PIDS=()   # name -> pid of every process we started
+cleanup() {
+	local rc=$? name pid
+	trap - EXIT INT TERM
+	for name in "${!PIDS[@]}"; do
+		pid=${PIDS[$name]}
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for name in "${!PIDS[@]}"; do
+		pid=${PIDS[$name]}
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	if [[ "${BENCH_KEEP:-0}" == 1 ]]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# stop NAME: TERM the process, wait up to 5 s, then KILL.
+stop() {
+	local name=$1 pid=${PIDS[$1]:-}
+	[[ -n "$pid" ]] || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	unset "PIDS[$name]"
+}
+
+# ---------------------------------------------------------------- tools
+ensure_tools() {
+	local missing=() cmd pkg
+	for pair in haproxy:haproxy nginx:nginx-light caddy:caddy wrk:wrk openssl:openssl curl:curl ss:iproute2; do
+		cmd=${pair%%:*} pkg=${pair#*:}
+		command -v "$cmd" >/dev/null 2>&1 || [[ -x /usr/sbin/$cmd ]] || missing+=("$pkg")
+	done
+	((${#missing[@]} == 0)) && return 0
+	local sudo=()
+	[[ $(id -u) == 0 ]] || sudo=(sudo)
+	log "installing from Debian: ${missing[*]}"
+	"${sudo[@]}" apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+# check_ports: fail early if another program holds one of our ports.
+check_ports() {
+	local p
+	for p in $P_B1 $P_B2 $P_B3 $P_BTLS $P_LB $P_LBADMIN $P_HAPROXY $P_NGINX $P_CADDY; do
+		if [[ -n "$(ss -Htln "sport = :$p" 2>/dev/null)" ]]; then
+			die "port $p is in use; set BENCH_PORT_BASE to another free range"
+		fi
+	done
+}
+
+# build_backend: the bench backend and the report tool into $WORK/bin.
+build_backend() {
+	mkdir -p "$WORK/bin" "$WORK/raw" "$WORK/logs"
+	log "building backend and report (work dir $WORK)"
+	(cd "$ROOT" && go build -o "$WORK/bin/backend" ./bench/backend && go build -o "$WORK/bin/report" ./bench/report)
+}
+
+# make_tls: one self-signed ECDSA P-256 certificate for every TLS listener, and the lb admin token (0600).
+make_tls() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+		-keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+	cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
+	chmod 600 "$WORK/key.pem" "$WORK/haproxy.pem"
+	(umask 077 && openssl rand -hex 24 >"$WORK/admin-token")
+}
+
+# ---------------------------------------------------------------- processes
+# wait_http URL: until URL answers 200 (3 times in a row), at most 20 s.
+wait_http() {
+	local url=$1 ok=0 deadline=$((SECONDS + 20))
+	while ((SECONDS < deadline)); do
+		if [[ "$(curl -sk -o /dev/null -m 1 -w '%{http_code}' "$url" 2>/dev/null)" == 200 ]]; then
+			ok=$((ok + 1))
+			((ok >= 3)) && return 0
+		else
+			ok=0
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+
+# errlog NAME: the stderr file of NAME in the current mode.
+errlog() { echo "$WORK/logs/$1${CUR_MODE:+-$CUR_MODE}.err"; }
+
+# start NAME CMD...: run CMD in the background with stdout to /dev/null.
+start() {
+	local name=$1
+	shift
+	"$@" >/dev/null 2>"$(errlog "$name")" &
+	PIDS[$name]=$!
+}
+
+start_backend() {
+	start backend env GOMAXPROCS=2 "$WORK/bin/backend" \
+		-listen "$IP:$P_B1" -listen "$IP:$P_B2" -listen "$IP:$P_B3" \
+		-tls-listen "$IP:$P_BTLS" -cert "$WORK/cert.pem" -key "$WORK/key.pem"
+	wait_http "http://$IP:$P_B1/" && wait_http "http://$IP:$P_B3/healthz" && wait_http "https://$IP:$P_BTLS/" ||
+		die "backend did not start: $(cat "$(errlog backend)")"
+}
+
+# Config writers; $1 = mode (http | https | hs), TLS for everything but http.
+write_lb() {
+	local tls=""
+	[[ $1 != http ]] && tls="tls:
+  cert_file: $WORK/cert.pem
+  key_file: $WORK/key.pem"
+	cat >"$WORK/lb.yaml" <<EOF
+listen: "$IP:$P_LB"
+$tls
+admin:
+  listen: "127.0.0.1:$P_LBADMIN"
+  token_file: $WORK/admin-token
+policy: round_robin
+health_check:
+  path: /healthz
+  interval: 2s
+backends:
+  - name: b1
+    url: http://$IP:$P_B1
+  - name: b2
+    url: http://$IP:$P_B2
+  - name: b3
+    url: http://$IP:$P_B3
+EOF
+}
+
+write_haproxy() {
+	local bind="bind $IP:$P_HAPROXY"
+	[[ $1 != http ]] && bind="$bind ssl crt $WORK/haproxy.pem alpn http/1.1"
+	cat >"$WORK/haproxy.cfg" <<EOF
+global
+    log stdout format raw local0
+    maxconn 4096
+defaults
+    mode http
+    log global
+    option httplog
+    option http-keep-alive
+    option forwardfor
+    timeout connect 2s
+    timeout client 120s
+    timeout server 10s
+    timeout http-keep-alive 120s
+frontend fe
+    $bind
+    http-request set-header X-Forwarded-Proto https if { ssl_fc }
+    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
+    default_backend be
+backend be
+    balance roundrobin
+    option httpchk GET /healthz
+    server b1 $IP:$P_B1 check inter 2s
+    server b2 $IP:$P_B2 check inter 2s
+    server b3 $IP:$P_B3 check inter 2s
+EOF
+}
+
+write_nginx() {
+	local listen="listen $IP:$P_NGINX;" tls="" user=""
+	[[ $1 != http ]] && listen="listen $IP:$P_NGINX ssl;" && tls="ssl_certificate $WORK/cert.pem;
+        ssl_certificate_key $WORK/key.pem;"
+	[[ $(id -u) == 0 ]] && user="user root;"
+	mkdir -p "$WORK/nginx/tmp"
+	cat >"$WORK/nginx/nginx.conf" <<EOF
+$user
+worker_processes auto;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/logs/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    log_format bench escape=json '{"time":"\$time_iso8601","method":"\$request_method","path":"\$uri","status":\$status,"duration":\$request_time,"client_ip":"\$remote_addr","backend":"\$upstream_addr","bytes":\$bytes_sent}';
+    access_log /dev/stdout bench;
+    client_body_temp_path $WORK/nginx/tmp/body;
+    proxy_temp_path $WORK/nginx/tmp/proxy;
+    keepalive_timeout 120s;
+    keepalive_requests 100000000;
+    upstream backends {
+        server $IP:$P_B1;
+        server $IP:$P_B2;
+        server $IP:$P_B3;
+        keepalive 64;
+        keepalive_requests 100000000;
+        keepalive_timeout 60s;
+    }
+    server {
+        $listen
+        $tls
+        location / {
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+        }
+    }
+}
+EOF
+}
+
+write_caddy() {
+	local site="http://:$P_CADDY" tls=""
+	[[ $1 != http ]] && site="https://:$P_CADDY" && tls="tls $WORK/cert.pem $WORK/key.pem"
+	cat >"$WORK/Caddyfile" <<EOF
+{
+    admin off
+    auto_https off
+}
+$site {
+    bind $IP
+    $tls
+    log {
+        output stdout
+        format json
+    }
+    reverse_proxy $IP:$P_B1 $IP:$P_B2 $IP:$P_B3 {
+        lb_policy round_robin
+        health_uri /healthz
+        health_interval 2s
+        transport http {
+            keepalive 60s
+            keepalive_idle_conns_per_host 64
+        }
+    }
+}
+EOF
+}
+
+# url TARGET MODE
+url() {
+	local scheme=http port
+	[[ $2 != http ]] && scheme=https
+	case $1 in
+	direct) port=$P_B1 && [[ $2 != http ]] && port=$P_BTLS ;;
+	lb) port=$P_LB ;;
+	haproxy) port=$P_HAPROXY ;;
+	nginx) port=$P_NGINX ;;
+	caddy) port=$P_CADDY ;;
+	esac
+	echo "$scheme://$IP:$port/"
+}
+
+ACTIVE=()   # targets that are up for the current mode
+start_proxies() {
+	local mode=$1 t
+	CUR_MODE=$mode
+	ACTIVE=()
+	for t in "${TARGETS[@]}"; do
+		case $t in
+		direct) ACTIVE+=(direct) && continue ;;
+		lb)
+			[[ -n "$LB_BIN" ]] || continue
+			write_lb "$mode"
+			# shellcheck disable=SC2086
+			start lb env LOG_FORMAT=json ${BENCH_LB_ENV:-} "$LB_BIN" serve -config "$WORK/lb.yaml"
+			;;
+		haproxy)
+			write_haproxy "$mode"
+			start haproxy haproxy -db -f "$WORK/haproxy.cfg"
+			;;
+		nginx)
+			write_nginx "$mode"
+			start nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g "daemon off;"
+			;;
+		caddy)
+			write_caddy "$mode"
+			start caddy env HOME="$WORK/caddyhome" XDG_DATA_HOME="$WORK/caddyhome" XDG_CONFIG_HOME="$WORK/caddyhome" \
+				caddy run --adapter caddyfile --config "$WORK/Caddyfile"
+			;;
+		*) die "unknown target $t" ;;
+		esac
+		if wait_http "$(url "$t" "$mode")"; then
+			ACTIVE+=("$t")
+		else
+			log "$t did not come up for mode $mode; left out. stderr:"
+			tail -n 20 "$(errlog "$t")" >&2 || true
+			stop "$t"
+		fi
+	done
+}
+
+stop_proxies() {
+	local t
+	for t in lb haproxy nginx caddy; do stop "$t"; done
+}
+
+# pids_of TARGET: the process and its direct children (nginx workers).
+pids_of() {
+	local name=$1 pid
+	[[ $name == direct ]] && name=backend
+	pid=${PIDS[$name]}
+	# "env" execs the real program, so PIDS holds the program's pid.
+	echo "$pid"
+	ps -o pid= --ppid "$pid" 2>/dev/null | tr -d ' '
+}
+
+# cpu_ticks PIDS...: utime+stime summed (clock ticks).
+cpu_ticks() {
+	local sum=0 p
+	for p in "$@"; do
+		[[ -r /proc/$p/stat ]] || continue
+		# Fields after the ")" of comm: state is $1, utime $12, stime $13.
+		sum=$((sum + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+	done
+	echo "$sum"
+}
+
+# hwm_kb PIDS...: VmHWM summed (kB); shared pages of nginx workers count twice.
+hwm_kb() {
+	local sum=0 p v
+	for p in "$@"; do
+		v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
+		sum=$((sum + ${v:-0}))
+	done
+	echo "$sum"
+}
+

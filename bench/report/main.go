@@ -1,0 +1,16 @@
+// Command report turns the benchmark's per-run records (runs.tsv, written by
+// bench/run.sh) into RESULTS.md: min/median/max per target and mode, ratios
+// to direct and to each peer, and issue 6's targets checked against lb.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if err := run(os.Args, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# bench/run.sh: lb side by side with HAProxy, nginx and Caddy (see bench/README.md).
+#
+# One command: installs what is missing (Debian packages), builds lb and the
+# bench backend, starts 3 backends and every proxy on loopback, runs wrk
+# against each target in interleaved rounds for three modes, and writes
+# bench/results/RESULTS.md (also printed).
+#
+# Environment (all optional):
+#   BENCH_QUICK=1        2 rounds of 2 s instead of 5 rounds of 5 s
+#   BENCH_ROUNDS=N       rounds per mode (default 5; quick 2)
+#   BENCH_DURATION=S     seconds per wrk run (default 5; quick 2)
+#   BENCH_MODES="..."    subset of: http https hs   (default all three)
+#   BENCH_TARGETS="..."  subset of: direct lb haproxy nginx caddy (default all)
+#   BENCH_CONNS=64 BENCH_THREADS=2   wrk -c / -t
+#   BENCH_PORT_BASE=47100            first of the loopback ports used (base..base+49)
+#   BENCH_OUT=DIR        results directory (default bench/results)
+#   BENCH_LB_ENV="K=V ..."           extra environment for lb (e.g. "GOGC=200")
+#   BENCH_LB_BIN=PATH    use this lb binary instead of building ./cmd/lb
+#   BENCH_KEEP=1         keep the temporary work directory (configs, logs)
+set -euo pipefail
+
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ensure_tools
+export PATH="$PATH:/usr/sbin:/sbin"
+command -v go >/dev/null || die "go is not on PATH"
+check_ports
+build_backend
+mkdir -p "$OUT"
+want_lb=0
+for t in "${TARGETS[@]}"; do [[ $t == lb ]] && want_lb=1; done
+LB_BIN=""
+if ((want_lb)); then
+	if [[ -n "${BENCH_LB_BIN:-}" ]]; then
+		LB_BIN=$BENCH_LB_BIN
+	elif (cd "$ROOT" && go build -o "$WORK/bin/lb" ./cmd/lb) 2>"$WORK/logs/lb-build.err"; then
+		LB_BIN=$WORK/bin/lb
+	else
+		log "lb does not build yet; lb left out (see below)"
+		cat "$WORK/logs/lb-build.err" >&2
+	fi
+fi
+
+make_tls
+
+TCK=$(getconf CLK_TCK)
+RUNS="$OUT/runs.tsv"
+printf 'mode\ttarget\tround\trps\trequests\tp50_us\tp99_us\tmax_us\terrors\trss_kb\tcpu_us_per_req\n' >"$RUNS"
+
+# bench MODE TARGET ROUND SECONDS RECORD(0|1)
+bench() {
+	local mode=$1 target=$2 round=$3 secs=$4 record=$5 u pids before after line raw
+	u=$(url "$target" "$mode")
+	local hdr=()
+	[[ $mode == hs ]] && hdr=(-H "Connection: close")
+	mapfile -t pids < <(pids_of "$target")
+	before=$(cpu_ticks "${pids[@]}")
+	raw="$WORK/raw/$mode-$target-$round.txt"
+	timeout --kill-after=5 $((secs + 20)) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout "$WRK_TIMEOUT" \
+		--latency -s "$BENCH/report.lua" "${hdr[@]}" "$u" >"$raw" 2>&1 || log "wrk $mode $target exited non-zero"
+	after=$(cpu_ticks "${pids[@]}")
+	((record)) || return 0
+	line=$(grep '^WRKRESULT' "$raw" || true)
+	if [[ -z "$line" ]]; then
+		log "no result from wrk for $mode $target round $round: $(tail -n 3 "$raw")"
+		return 0
+	fi
+	# shellcheck disable=SC2086
+	set -- $line
+	local requests=$2 dur=$3 p50=$4 p99=$5 max=$6 errs=$(($7 + $8 + $9 + ${10} + ${11}))
+	local rps cpu rss
+	rps=$(awk -v r="$requests" -v d="$dur" 'BEGIN {printf "%.0f", r / (d / 1e6)}')
+	cpu=$(awk -v t="$((after - before))" -v hz="$TCK" -v r="$requests" 'BEGIN {if (r > 0) printf "%.1f", t * 1e6 / hz / r; else print 0}')
+	rss=$(hwm_kb "${pids[@]}")
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$target" "$round" "$rps" "$requests" "$p50" "$p99" "$max" "$errs" "$rss" "$cpu" >>"$RUNS"
+	log "$(printf '%-5s %-7s round %d: %7s req/s  p50 %6s us  p99 %6s us  cpu %6s us/req  rss %6s kB  errors %s' \
+		"$mode" "$target" "$round" "$rps" "$p50" "$p99" "$cpu" "$rss" "$errs")"
+}
+
+# ---------------------------------------------------------------- run
+START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+log "start: modes=${MODES[*]} targets=${TARGETS[*]} rounds=$ROUNDS duration=${DURATION}s wrk -t$THREADS -c$CONNS"
+start_backend
+for mode in "${MODES[@]}"; do
+	case $mode in http | https | hs) ;; *) die "unknown mode $mode" ;; esac
+	start_proxies "$mode"
+	log "mode $mode: targets up: ${ACTIVE[*]}"
+	for t in "${ACTIVE[@]}"; do bench "$mode" "$t" 0 1 0; done # warm-up, not recorded
+	n=${#ACTIVE[@]}
+	for ((r = 1; r <= ROUNDS; r++)); do
+		# Rotate the order every round so no target always runs first or last.
+		for ((i = 0; i < n; i++)); do
+			bench "$mode" "${ACTIVE[$(((i + r - 1) % n))]}" "$r" "$DURATION" 1
+		done
+	done
+	stop_proxies
+done
+
+{
+	echo "started=$START"
+	echo "finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "command=${BENCH_CMD:-bench/run.sh} (BENCH_QUICK=$QUICK rounds=$ROUNDS duration=${DURATION}s modes=${MODES[*]} targets=${TARGETS[*]}${BENCH_LB_ENV:+ lb_env=$BENCH_LB_ENV})"
+	echo "wrk=wrk -t$THREADS -c$CONNS -d${DURATION}s --timeout $WRK_TIMEOUT --latency"
+	echo "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "versions=$(haproxy -v 2>/dev/null | head -n1 | awk '{print "HAProxy " $3}'), $(nginx -v 2>&1 | sed 's|.*nginx/|nginx |'), Caddy $(caddy version 2>/dev/null | awk '{print $1}'), $(go version | awk '{print $3}'), lb $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
+} >"$OUT/meta.txt"
+"$WORK/bin/report" -runs "$RUNS" -meta "$OUT/meta.txt" -out "$OUT/RESULTS.md"
+cat "$OUT/RESULTS.md"
