@@ -104,6 +104,7 @@ type fakeBackend struct {
 	admin.Backend
 	fails       int
 	down        bool    // every check fails (the lb cannot reach it)
+	refuseDrain bool    // drain answers 500
 	sameVersion int     // consecutive passing checks that saw the current version
 	inFlight    []int64 // successive in_flight answers after a drain; the last one sticks
 }
@@ -172,6 +173,10 @@ func newFakeLB(t *testing.T, id string, fl *fleet, names ...string) *fakeLB {
 		}
 		switch r.PathValue("op") {
 		case "drain":
+			if b.refuseDrain {
+				writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "state file not written"})
+				return
+			}
 			b.State = admin.StateDraining
 			fl.record(fmt.Sprintf("%s drain %s", lb.id, b.Name))
 		case "enable":

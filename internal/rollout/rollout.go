@@ -127,8 +127,8 @@ type runner struct {
 // It never drains a backend unless another one is healthy and active on every
 // lb. It prints one line per step to stdout and a summary at the end. On
 // failure or when ctx is done it stops, leaves the current backend drained,
-// reports why on stderr (with the command's exit status and last output
-// lines) and returns an error.
+// prints a failed command's exit status and last output lines to stderr, and
+// returns an error that says why.
 func Run(ctx context.Context, clients []*admin.Client, opts Options, stdout, stderr io.Writer) error {
 	opts, err := opts.withDefaults()
 	if err != nil {

@@ -248,6 +248,27 @@ func TestRunTwoLBs(t *testing.T) {
 	}
 }
 
+func TestRunDrainFailsOnSecondLB(t *testing.T) {
+	f := newFleet(t, "v1", "app-1", "app-2")
+	lb0 := newFakeLB(t, "lb0", f, "app-1", "app-2")
+	lb1 := newFakeLB(t, "lb1", f, "app-1", "app-2")
+	lb1.set("app-1", func(b *fakeBackend) { b.refuseDrain = true })
+
+	stdout, _, err := runRollout(context.Background(), t, []*fakeLB{lb0, lb1}, fastOpts(installCmd(f, "v2", "")))
+	if err == nil || !strings.Contains(err.Error(), lb1.srv.URL) || !strings.Contains(err.Error(), "state file not written") {
+		t.Fatalf("got error %v, want one naming lb1 and its answer", err)
+	}
+	if got, want := f.eventLines(t), []string{"lb0 drain app-1"}; !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q (no command after a failed drain)", got, want)
+	}
+	if b := lb0.state("app-1"); b.State != admin.StateDraining {
+		t.Errorf("app-1 on lb0 is %s, want left draining", b.State)
+	}
+	if !strings.Contains(stdout, "app-1  FAILED (left drained)") {
+		t.Errorf("summary does not say app-1 was left drained")
+	}
+}
+
 func TestRunRefusesToStart(t *testing.T) {
 	tests := []struct {
 		name    string
