@@ -40,9 +40,11 @@ type File struct {
 // (wrapping the read error, so errors.As finds it).
 func (s *Store) CreateFile(ctx context.Context, owner int64, name, contentType string, r io.Reader) (File, error) {
 	f := File{Owner: owner, Name: name, ContentType: contentType}
-	err := s.pool.QueryRow(ctx,
-		`INSERT INTO files (owner, name, content_type) VALUES ($1, $2, $3)
-		 RETURNING id::text, created_at`, owner, name, contentType).Scan(&f.ID, &f.CreatedAt)
+	err := s.retry(ctx, false, func() error {
+		return s.pool.QueryRow(ctx,
+			`INSERT INTO files (owner, name, content_type) VALUES ($1, $2, $3)
+			 RETURNING id::text, created_at`, owner, name, contentType).Scan(&f.ID, &f.CreatedAt)
+	})
 	if err != nil {
 		return File{}, fmt.Errorf("create file %q: %w", name, err)
 	}
@@ -67,8 +69,10 @@ func (s *Store) writeChunks(ctx context.Context, f *File, r io.Reader) error {
 		if n > 0 {
 			h.Write(buf[:n])
 			f.Size += int64(n)
-			if _, err := s.pool.Exec(ctx, "INSERT INTO file_chunks (file_id, seq, data) VALUES ($1, $2, $3)",
-				f.ID, seq, buf[:n]); err != nil {
+			if err := s.retry(ctx, false, func() error {
+				_, err := s.pool.Exec(ctx, "INSERT INTO file_chunks (file_id, seq, data) VALUES ($1, $2, $3)", f.ID, seq, buf[:n])
+				return err
+			}); err != nil {
 				return fmt.Errorf("store chunk %d of file %s: %w", seq, f.ID, err)
 			}
 			if time.Since(lastTouch) > touchEvery {
@@ -133,8 +137,13 @@ func (s *Store) GetFile(ctx context.Context, owner int64, id string) (File, erro
 	if !ok {
 		return File{}, ErrNotFound
 	}
-	f, err := scanFile(s.pool.QueryRow(ctx,
-		"SELECT "+fileColumns+" FROM files WHERE id = $1 AND owner = $2 AND state = 'ready'", id, owner))
+	var f File
+	err := s.retry(ctx, true, func() error {
+		var err error
+		f, err = scanFile(s.pool.QueryRow(ctx,
+			"SELECT "+fileColumns+" FROM files WHERE id = $1 AND owner = $2 AND state = 'ready'", id, owner))
+		return err
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return File{}, ErrNotFound
 	}
@@ -152,8 +161,10 @@ func (s *Store) CopyFileTo(ctx context.Context, w io.Writer, f File) (int64, err
 	buf := make(pgtype.PreallocBytes, ChunkSize)
 	var written int64
 	for seq := range chunks {
-		buf = buf[:cap(buf)]
-		err := s.pool.QueryRow(ctx, "SELECT data FROM file_chunks WHERE file_id = $1 AND seq = $2", f.ID, seq).Scan(&buf)
+		err := s.retry(ctx, true, func() error {
+			buf = buf[:cap(buf)]
+			return s.pool.QueryRow(ctx, "SELECT data FROM file_chunks WHERE file_id = $1 AND seq = $2", f.ID, seq).Scan(&buf)
+		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return written, fmt.Errorf("read file %s: chunk %d is missing (file deleted?)", f.ID, seq)
 		}
@@ -186,34 +197,40 @@ func (s *Store) ListFiles(ctx context.Context, owner int64, after string, limit 
 		limit = DefaultListLimit
 	}
 	limit = min(limit, MaxListLimit)
-	var rows pgx.Rows
-	var err error
-	if after == "" {
-		rows, err = s.pool.Query(ctx, "SELECT "+fileColumns+` FROM files
-			WHERE owner = $1 AND state = 'ready'
-			ORDER BY created_at DESC, id DESC LIMIT $2`, owner, limit)
-	} else {
+	query := "SELECT " + fileColumns + ` FROM files
+		WHERE owner = $1 AND state = 'ready'
+		ORDER BY created_at DESC, id DESC LIMIT $2`
+	args := []any{owner, limit}
+	if after != "" {
 		id, ok := canonicalID(after)
 		if !ok {
 			return nil, ErrNotFound
 		}
 		var exists bool
-		if err := s.pool.QueryRow(ctx,
-			"SELECT EXISTS (SELECT 1 FROM files WHERE id = $1 AND owner = $2 AND state = 'ready')", id, owner).Scan(&exists); err != nil {
+		if err := s.retry(ctx, true, func() error {
+			return s.pool.QueryRow(ctx,
+				"SELECT EXISTS (SELECT 1 FROM files WHERE id = $1 AND owner = $2 AND state = 'ready')", id, owner).Scan(&exists)
+		}); err != nil {
 			return nil, fmt.Errorf("list files: %w", err)
 		}
 		if !exists {
 			return nil, ErrNotFound
 		}
-		rows, err = s.pool.Query(ctx, "SELECT "+fileColumns+` FROM files
+		query = "SELECT " + fileColumns + ` FROM files
 			WHERE owner = $1 AND state = 'ready'
 			  AND (created_at, id) < (SELECT created_at, id FROM files WHERE id = $3)
-			ORDER BY created_at DESC, id DESC LIMIT $2`, owner, limit, id)
+			ORDER BY created_at DESC, id DESC LIMIT $2`
+		args = append(args, id)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("list files: %w", err)
-	}
-	files, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (File, error) { return scanFile(row) })
+	var files []File
+	err := s.retry(ctx, true, func() error {
+		rows, err := s.pool.Query(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		files, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (File, error) { return scanFile(row) })
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list files: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -500,5 +501,81 @@ func TestSweepStaleUploads(t *testing.T) {
 	}
 	if got := count(t, pool, "SELECT count(*) FROM files"); got != 1 {
 		t.Errorf("files: got %d, want only the ready one", got)
+	}
+}
+
+// TestDatabaseRestart: after PostgreSQL restarts, the first reads succeed although every
+// pooled connection died with it.
+func TestDatabaseRestart(t *testing.T) {
+	ctx := t.Context()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cluster, err := pgtest.StartCluster(ctx, pgtest.ClusterOptions{Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cluster.Close() })
+	cfg, err := pgxpool.ParseConfig(cluster.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false } // use the dead connections
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(pool)
+	alice := mustUser(t, st, "alice")
+	data := randomBytes(t, store.ChunkSize+1)
+	f, err := st.CreateFile(ctx, alice.ID, "f", "text/plain", bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := []struct {
+		name string
+		read func() error
+	}{
+		{"UserByUsername", func() error { _, err := st.UserByUsername(ctx, "alice"); return err }},
+		{"LoginBlocked", func() error {
+			_, err := st.LoginBlocked(ctx, netip.MustParseAddr("192.0.2.1"), "alice", 10, time.Minute)
+			return err
+		}},
+		{"GetFile", func() error { _, err := st.GetFile(ctx, alice.ID, f.ID); return err }},
+		{"ListFiles", func() error { _, err := st.ListFiles(ctx, alice.ID, "", 10); return err }},
+		{"CopyFileTo", func() error {
+			var b bytes.Buffer
+			if _, err := st.CopyFileTo(ctx, &b, f); err != nil {
+				return err
+			}
+			if !bytes.Equal(b.Bytes(), data) {
+				return errors.New("different bytes")
+			}
+			return nil
+		}},
+	}
+	for _, r := range reads {
+		// Fill the pool with connections that the restart will kill.
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() { st.UserByID(ctx, alice.ID) })
+		}
+		wg.Wait()
+		if err := cluster.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := cluster.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.read(); err != nil {
+			t.Errorf("%s, first call after a restart: %v", r.name, err)
+		}
 	}
 }

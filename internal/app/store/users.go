@@ -47,9 +47,11 @@ func (s *Store) UserByID(ctx context.Context, id int64) (User, error) {
 
 func (s *Store) user(ctx context.Context, column string, v any) (User, error) {
 	var u User
-	err := s.pool.QueryRow(ctx,
-		"SELECT id, username, password_hash, created_at FROM users WHERE "+column+" = $1", v).
-		Scan(&u.ID, &u.Username, &u.PasswordHash, &u.CreatedAt)
+	err := s.retry(ctx, true, func() error {
+		return s.pool.QueryRow(ctx,
+			"SELECT id, username, password_hash, created_at FROM users WHERE "+column+" = $1", v).
+			Scan(&u.ID, &u.Username, &u.PasswordHash, &u.CreatedAt)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, ErrNotFound
 	}
@@ -69,8 +71,10 @@ func ipParam(ip netip.Addr) any {
 
 // RecordLoginFailure records one failed login from client ip for username.
 func (s *Store) RecordLoginFailure(ctx context.Context, ip netip.Addr, username string) error {
-	if _, err := s.pool.Exec(ctx,
-		"INSERT INTO login_failures (client_ip, username) VALUES ($1, $2)", ipParam(ip), username); err != nil {
+	if err := s.retry(ctx, false, func() error {
+		_, err := s.pool.Exec(ctx, "INSERT INTO login_failures (client_ip, username) VALUES ($1, $2)", ipParam(ip), username)
+		return err
+	}); err != nil {
 		return fmt.Errorf("record login failure for %q: %w", username, err)
 	}
 	return nil
@@ -79,10 +83,12 @@ func (s *Store) RecordLoginFailure(ctx context.Context, ip netip.Addr, username 
 // CountLoginFailures counts the failed logins of the last window from client ip and for
 // username (whatever their IP).
 func (s *Store) CountLoginFailures(ctx context.Context, ip netip.Addr, username string, window time.Duration) (byIP, byUser int, err error) {
-	err = s.pool.QueryRow(ctx, `SELECT
-		(SELECT count(*) FROM login_failures WHERE client_ip = $1 AND at > now() - $3::interval),
-		(SELECT count(*) FROM login_failures WHERE username = $2 AND at > now() - $3::interval)`,
-		ipParam(ip), username, window).Scan(&byIP, &byUser)
+	err = s.retry(ctx, true, func() error {
+		return s.pool.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM login_failures WHERE client_ip = $1 AND at > now() - $3::interval),
+			(SELECT count(*) FROM login_failures WHERE username = $2 AND at > now() - $3::interval)`,
+			ipParam(ip), username, window).Scan(&byIP, &byUser)
+	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("count login failures: %w", err)
 	}
@@ -98,13 +104,15 @@ func (s *Store) LoginBlocked(ctx context.Context, ip netip.Addr, username string
 	}
 	// The limit-th newest failure in the window: once it leaves, fewer than limit remain.
 	var wait *float64
-	err := s.pool.QueryRow(ctx, `SELECT extract(epoch FROM max(w))::float8 FROM (
+	err := s.retry(ctx, true, func() error {
+		return s.pool.QueryRow(ctx, `SELECT extract(epoch FROM max(w))::float8 FROM (
 		(SELECT at + $3::interval - now() AS w FROM login_failures
 		  WHERE client_ip = $1 AND at > now() - $3::interval ORDER BY at DESC OFFSET $4 - 1 LIMIT 1)
 		UNION ALL
 		(SELECT at + $3::interval - now() FROM login_failures
 		  WHERE username = $2 AND at > now() - $3::interval ORDER BY at DESC OFFSET $4 - 1 LIMIT 1)) AS f`,
-		ipParam(ip), username, window, limit).Scan(&wait)
+			ipParam(ip), username, window, limit).Scan(&wait)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("check login failures: %w", err)
 	}
