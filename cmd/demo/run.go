@@ -117,12 +117,12 @@ func printWhere(w io.Writer, f *fleet.Fleet, bin, restart string) {
 	for i, p := range f.Apps() {
 		fmt.Fprintf(tw, "  %s\t%s\tpid %d\tlog %s\n", p.Name(), f.AppURL(i), p.Pid(), p.Log().Path())
 	}
-	if c := f.Cluster(); c != nil {
-		fmt.Fprintf(tw, "  PostgreSQL (throwaway)\t%s\t\n", f.DatabaseURL())
-	} else {
-		fmt.Fprintf(tw, "  PostgreSQL\tDATABASE_URL\t\n")
-	}
 	_ = tw.Flush()
+	if c := f.Cluster(); c != nil {
+		fmt.Fprintf(w, "  PostgreSQL (throwaway): %s\n", f.DatabaseURL())
+	} else {
+		fmt.Fprintf(w, "  PostgreSQL: $DATABASE_URL\n")
+	}
 	lb := filepath.Join(bin, "lb")
 	admin := fmt.Sprintf("-admin %s -token-file %s", f.AdminURL(), f.TokenFile())
 	fmt.Fprintf(w, `
@@ -133,7 +133,7 @@ Try it:
 See the backends:
   %[3]s backends %[4]s
 
-Kill a server (lb keeps answering; the fleet does not restart it):
+Kill a server (lb keeps answering; nothing restarts it until the next rollout):
   kill -9 %[5]d          # or freeze it: kill -STOP %[5]d, later kill -CONT %[5]d
 
 Roll out a new version (every app server restarted, one at a time, with app demo-v2):
