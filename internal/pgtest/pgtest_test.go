@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -263,5 +264,29 @@ func TestFindBinDir(t *testing.T) {
 	_, err := findBinDir(filepath.Join(root, "none/*/bin"), "/nonexistent")
 	if !errors.Is(err, ErrNoPostgres) || !strings.Contains(err.Error(), "apt-get install -y postgresql") {
 		t.Errorf("no binaries: got %v, want ErrNoPostgres naming the install command", err)
+	}
+}
+
+// TestDSNParallel: parallel tests each get their own database.
+func TestDSNParallel(t *testing.T) {
+	names := make(chan string, 8)
+	t.Run("group", func(t *testing.T) {
+		for i := range 8 {
+			t.Run(strconv.Itoa(i), func(t *testing.T) {
+				t.Parallel()
+				names <- scalar[string](t, DSN(t), "SELECT current_database()")
+			})
+		}
+	})
+	close(names)
+	seen := map[string]bool{}
+	for n := range names {
+		if seen[n] {
+			t.Errorf("database %s given to two tests", n)
+		}
+		seen[n] = true
+	}
+	if len(seen) != 8 {
+		t.Errorf("databases: got %d, want 8", len(seen))
 	}
 }
