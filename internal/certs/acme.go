@@ -141,10 +141,15 @@ func acmeHTTPClient(caFile string) (*http.Client, error) {
 // straight through; a name outside the policy fails at once (no cache, DB
 // or ACME call); a hello without SNI gets the first domain's certificate.
 func (a *acmeCerts) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
 	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acme.ALPNProto {
+		// A TLS-ALPN-01 probe: only for our names (no cache or DB lookups
+		// for random SNI), never under the issuance lock.
+		if !a.allowed[name] {
+			return nil, fmt.Errorf("certs: no challenge for %q: not in tls.acme.domains", name)
+		}
 		return a.m.GetCertificate(hello)
 	}
-	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
 	if name == "" {
 		name = a.domains[0]
 		h := *hello

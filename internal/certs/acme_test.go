@@ -143,6 +143,9 @@ func TestACMETLSALPN01ThenRestartFromCache(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("refusal took %s, want fast", d)
 	}
+	if _, err := handshake(lb.https, "other.test", "acme-tls/1"); err == nil {
+		t.Error("acme-tls/1 handshake for other.test succeeded, want failure")
+	}
 	if got := p.requests.Load(); got != before {
 		t.Errorf("CA got %d requests for a name outside the policy, want 0", got-before)
 	}

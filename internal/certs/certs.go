@@ -74,6 +74,7 @@ func New(ctx context.Context, cfg lbconfig.TLS, logger *slog.Logger, reg prometh
 	}
 	if reg != nil {
 		if err := reg.Register(s.expiry); err != nil {
+			s.Close()
 			return nil, fmt.Errorf("register certificate metric: %w", err)
 		}
 	}

@@ -53,7 +53,7 @@ type PGCache struct {
 	// cache calls made under a lock always find a free connection.
 	lockSem chan struct{}
 	nameMu  sync.Mutex
-	names   map[string]*sync.Mutex
+	names   map[string]chan struct{} // per-name lock within the process
 }
 
 // NewPGCache returns a cache on pool, encrypting with a key derived from
@@ -82,7 +82,7 @@ func NewPGCache(pool *pgxpool.Pool, secret []byte, local autocert.Cache, logger 
 	return &PGCache{
 		pool: pool, aead: aead, local: local, log: logger,
 		lockSem: make(chan struct{}, n),
-		names:   map[string]*sync.Mutex{},
+		names:   map[string]chan struct{}{},
 	}, nil
 }
 
@@ -103,6 +103,8 @@ func newPGCacheFromConfig(ctx context.Context, cfg lbconfig.ACME, local autocert
 	if !strings.Contains(cfg.CacheDatabaseURL, "pool_max_conns") {
 		pcfg.MaxConns = pgPoolConns
 	}
+	// An issuance lock holds a connection while the cache needs another.
+	pcfg.MaxConns = max(pcfg.MaxConns, 2)
 	if pcfg.ConnConfig.ConnectTimeout == 0 {
 		pcfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
@@ -319,12 +321,15 @@ var ErrNoIssuanceLock = errors.New("certs: certificate cache database unreachabl
 // first. With the database down, fn runs without the lock only if the
 // certificate is in the local cache.
 func (c *PGCache) issueLock(ctx context.Context, name string, fn func() error) error {
-	mu := c.nameLock(name)
-	mu.Lock()
-	defer mu.Unlock()
-
 	ctx, cancel := context.WithTimeout(ctx, pgLockTimeout)
 	defer cancel()
+	mu := c.nameLock(name)
+	select {
+	case mu <- struct{}{}:
+		defer func() { <-mu }()
+	case <-ctx.Done():
+		return fmt.Errorf("wait for issuance of %s: %w", name, ctx.Err())
+	}
 	select {
 	case c.lockSem <- struct{}{}:
 		defer func() { <-c.lockSem }()
@@ -338,6 +343,9 @@ func (c *PGCache) issueLock(ctx context.Context, name string, fn func() error) e
 		if err != nil {
 			_ = tx.Rollback(context.Background())
 		}
+	}
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("wait for issuance lock on %s: %w", name, ctx.Err())
 	}
 	if err != nil {
 		c.setDown(true, err)
@@ -360,12 +368,14 @@ func (c *PGCache) hasLocal(ctx context.Context, name string) bool {
 	return false
 }
 
-func (c *PGCache) nameLock(name string) *sync.Mutex {
+// nameLock returns the process-wide lock of name (a channel of one slot,
+// so that waiting can give up with the context).
+func (c *PGCache) nameLock(name string) chan struct{} {
 	c.nameMu.Lock()
 	defer c.nameMu.Unlock()
 	mu := c.names[name]
 	if mu == nil {
-		mu = &sync.Mutex{}
+		mu = make(chan struct{}, 1)
 		c.names[name] = mu
 	}
 	return mu
