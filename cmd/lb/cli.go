@@ -11,10 +11,10 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"outrigger/internal/admin"
 	"outrigger/internal/lbconfig"
@@ -199,11 +199,17 @@ func printTable(w io.Writer, list []admin.Backend, now time.Time) {
 	tw.Flush()
 }
 
+// orDash returns s on one line ("-" when empty), control characters blanked.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return strconv.Quote(s)[1 : len(strconv.Quote(s))-1]
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 func runDrain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

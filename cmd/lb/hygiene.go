@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"strings"
 )
 
 // net/http accepts a request with both Content-Length and Transfer-Encoding
@@ -43,7 +42,8 @@ type hygieneConn struct {
 	state     int
 	remaining int64  // bytes left in a body or chunk
 	pending   []byte // a head, chunk-size line or trailer being collected
-	out       []byte // checked bytes not yet handed to the reader
+	out       []byte // checked bytes; out[outPos:] not yet handed to the reader
+	outPos    int
 	buf       []byte // read buffer
 }
 
@@ -60,32 +60,49 @@ func (c *hygieneConn) CloseWrite() error {
 }
 
 // Read hands out checked bytes. A read error (including a deadline set by the
-// server) is returned as is and never loses a partly collected head.
+// server) is returned as is and never loses a partly collected head. Bodies
+// and opaque streams are read straight into p.
 func (c *hygieneConn) Read(p []byte) (int, error) {
-	for len(c.out) == 0 {
-		if c.state == stRejected {
+	for c.outPos == len(c.out) {
+		c.out, c.outPos = c.out[:0], 0
+		switch {
+		case c.state == stRejected:
 			return 0, io.EOF
-		}
-		if c.state == stPass && len(c.pending) == 0 {
+		case c.state == stPass && len(c.pending) == 0:
 			return c.Conn.Read(p)
+		case c.state == stBody || c.state == stChunkData:
+			if int64(len(p)) > c.remaining {
+				p = p[:c.remaining]
+			}
+			n, err := c.Conn.Read(p)
+			c.remaining -= int64(n)
+			if c.remaining == 0 {
+				c.state = c.afterData()
+			}
+			return n, err
 		}
 		n, err := c.Conn.Read(c.buf)
 		if n > 0 {
 			c.feed(c.buf[:n])
 		}
 		if err != nil {
-			if len(c.out) > 0 {
+			if c.outPos < len(c.out) {
 				break // hand out what we have; the error comes back on the next read
 			}
 			return 0, err
 		}
 	}
-	n := copy(p, c.out)
-	c.out = c.out[n:]
-	if len(c.out) == 0 {
-		c.out = nil
-	}
+	n := copy(p, c.out[c.outPos:])
+	c.outPos += n
 	return n, nil
+}
+
+// afterData is the state after a body or a chunk's data.
+func (c *hygieneConn) afterData() int {
+	if c.state == stBody {
+		return stHead
+	}
+	return stChunkEnd
 }
 
 // feed runs b through the framing state machine, appending what may pass to c.out.
@@ -106,11 +123,7 @@ func (c *hygieneConn) feed(b []byte) {
 			b = b[n:]
 			c.remaining -= n
 			if c.remaining == 0 {
-				if c.state == stBody {
-					c.state = stHead
-				} else {
-					c.state = stChunkEnd
-				}
+				c.state = c.afterData()
 			}
 		case stHead:
 			b = c.collectHead(b)
@@ -124,7 +137,10 @@ func (c *hygieneConn) feed(b []byte) {
 				}
 				return
 			}
-			line := append(c.pending, b[:i]...)
+			line := b[:i]
+			if len(c.pending) > 0 {
+				line = append(c.pending, line...)
+			}
 			c.out = append(c.out, b[:i+1]...)
 			b = b[i+1:]
 			c.pending = nil
@@ -139,11 +155,8 @@ func (c *hygieneConn) framingLine(line []byte) {
 	case stChunkEnd:
 		c.state = stChunkSize
 	case stChunkSize:
-		s := string(line)
-		if i := strings.IndexByte(s, ';'); i >= 0 {
-			s = s[:i]
-		}
-		size, err := strconv.ParseInt(strings.TrimSpace(s), 16, 64)
+		line, _, _ = bytes.Cut(line, []byte(";"))
+		size, err := parseHex(bytes.TrimSpace(line))
 		switch {
 		case err != nil || size < 0:
 			c.state = stPass // net/http refuses it; nothing left to check
@@ -162,22 +175,27 @@ func (c *hygieneConn) framingLine(line []byte) {
 // collectHead gathers a request head; once complete it is checked and
 // released (or replaced). It returns the bytes after the head.
 func (c *hygieneConn) collectHead(b []byte) []byte {
-	start := len(c.pending) - 3 // the end marker may straddle reads
-	if start < 0 {
-		start = 0
-	}
-	c.pending = append(c.pending, b...)
-	end := headEnd(c.pending, start)
-	if end < 0 {
-		if len(c.pending) > c.maxHead {
-			c.out = append(c.out, c.pending...)
-			c.state, c.pending = stPass, nil
+	var head, rest []byte
+	if len(c.pending) == 0 {
+		// Common case: the whole head is in this read; no copy needed.
+		if end := headEnd(b, 0); end >= 0 {
+			head, rest = b[:end], b[end:]
 		}
-		return nil
 	}
-	head := c.pending[:end]
-	rest := c.pending[end:]
-	c.pending = nil
+	if head == nil {
+		start := max(len(c.pending)-3, 0) // the end marker may straddle reads
+		c.pending = append(c.pending, b...)
+		end := headEnd(c.pending, start)
+		if end < 0 {
+			if len(c.pending) > c.maxHead {
+				c.out = append(c.out, c.pending...)
+				c.state, c.pending = stPass, nil
+			}
+			return nil
+		}
+		head, rest = c.pending[:end], c.pending[end:]
+		c.pending = nil // rest still uses its array; a new one is made next time
+	}
 	if reason := c.checkHead(head); reason != "" {
 		// A request line without spaces: net/http answers
 		// "400 Bad Request: malformed HTTP request" and closes.
@@ -189,7 +207,6 @@ func (c *hygieneConn) collectHead(b []byte) []byte {
 		return nil
 	}
 	c.out = append(c.out, head...)
-	// rest aliases pending's array, which is no longer used.
 	return rest
 }
 
@@ -212,49 +229,53 @@ func headEnd(b []byte, from int) int {
 // checkHead sets the framing state for the body that follows head and
 // returns a reason when the head must be refused.
 func (c *hygieneConn) checkHead(head []byte) string {
-	lines := strings.Split(strings.ReplaceAll(string(head), "\r\n", "\n"), "\n")
-	reqLine := lines[0]
-	if strings.HasPrefix(reqLine, "PRI * HTTP/2") {
+	reqLine, rest := nextLine(head)
+	if bytes.HasPrefix(reqLine, []byte("PRI * HTTP/2")) {
 		c.state = stPass
 		return ""
 	}
-	var cls []string
-	var te, upgrade bool
-	for _, l := range lines[1:] {
-		name, value, ok := strings.Cut(l, ":")
+	var firstCL []byte
+	var hasCL, clDiffer, te, upgrade bool
+	for len(rest) > 0 {
+		var l []byte
+		l, rest = nextLine(rest)
+		name, value, ok := bytes.Cut(l, []byte(":"))
 		if !ok {
 			continue
 		}
-		value = strings.TrimSpace(value)
-		switch strings.ToLower(name) {
-		case "content-length":
-			for _, v := range strings.Split(value, ",") {
-				cls = append(cls, strings.TrimSpace(v))
+		switch {
+		case bytes.EqualFold(name, []byte("content-length")):
+			for len(value) > 0 {
+				var v []byte
+				v, value, _ = bytes.Cut(value, []byte(","))
+				v = bytes.TrimSpace(v)
+				if !hasCL {
+					firstCL, hasCL = v, true
+				} else if !bytes.Equal(v, firstCL) {
+					clDiffer = true
+				}
 			}
-		case "transfer-encoding":
+		case bytes.EqualFold(name, []byte("transfer-encoding")):
 			te = true
-		case "upgrade":
+		case bytes.EqualFold(name, []byte("upgrade")):
 			upgrade = true
 		}
 	}
-	if te && len(cls) > 0 {
+	if te && hasCL {
 		return "content-length-with-transfer-encoding"
 	}
-	for _, v := range cls[min(1, len(cls)):] {
-		if v != cls[0] {
-			return "differing-content-length"
-		}
+	if clDiffer {
+		return "differing-content-length"
 	}
-	method, _, _ := strings.Cut(reqLine, " ")
 	switch {
-	case upgrade || method == "CONNECT" || strings.HasSuffix(reqLine, "HTTP/1.0"):
+	case upgrade || bytes.HasPrefix(reqLine, []byte("CONNECT ")) || bytes.HasSuffix(reqLine, []byte("HTTP/1.0")):
 		// Bytes after an upgrade may be another protocol; HTTP/1.0 ignores
 		// Transfer-Encoding. Neither is checked further.
 		c.state = stPass
 	case te:
 		c.state = stChunkSize // net/http accepts only "chunked" and refuses the rest
-	case len(cls) > 0:
-		n, err := strconv.ParseInt(cls[0], 10, 64)
+	case hasCL:
+		n, err := strconv.ParseInt(string(firstCL), 10, 64)
 		if err != nil || n < 0 {
 			c.state = stPass // net/http refuses it
 		} else if n > 0 {
@@ -262,4 +283,36 @@ func (c *hygieneConn) checkHead(head []byte) string {
 		}
 	}
 	return ""
+}
+
+// nextLine splits off the first line of b (without its CR LF or LF).
+func nextLine(b []byte) (line, rest []byte) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return bytes.TrimSuffix(b, []byte("\r")), nil
+	}
+	return bytes.TrimSuffix(b[:i], []byte("\r")), b[i+1:]
+}
+
+// parseHex parses a chunk size without allocating; sizes over 2^60 fail.
+func parseHex(b []byte) (int64, error) {
+	if len(b) == 0 || len(b) > 15 {
+		return 0, strconv.ErrSyntax
+	}
+	var n int64
+	for _, ch := range b {
+		var d byte
+		switch {
+		case ch >= '0' && ch <= '9':
+			d = ch - '0'
+		case ch >= 'a' && ch <= 'f':
+			d = ch - 'a' + 10
+		case ch >= 'A' && ch <= 'F':
+			d = ch - 'A' + 10
+		default:
+			return 0, strconv.ErrSyntax
+		}
+		n = n<<4 | int64(d)
+	}
+	return n, nil
 }
