@@ -42,6 +42,8 @@ type acmeCerts struct {
 	mu       sync.Mutex
 	leaves   map[string]*x509.Certificate // name -> leaf last seen
 	failures map[string]failure           // name -> last failure logged
+	refused  int                          // handshakes outside the policy not logged yet
+	refLog   time.Time                    // when such a refusal was last logged
 }
 
 type failure struct {
@@ -157,6 +159,7 @@ func (a *acmeCerts) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 		hello = &h
 	}
 	if !a.allowed[name] {
+		a.logRefused(name)
 		return nil, fmt.Errorf("certs: no certificate for %q: not in tls.acme.domains", name)
 	}
 	var cert *tls.Certificate
@@ -233,6 +236,22 @@ func (a *acmeCerts) logFailure(name string, err error) {
 	a.failures[name] = failure{msg: msg, at: now}
 	a.mu.Unlock()
 	a.log.Error("certificate failed", "name", name, "err", msg)
+}
+
+// logRefused logs a handshake for a name outside the policy: at most one
+// line a minute (names are chosen by clients), with the count since.
+func (a *acmeCerts) logRefused(name string) {
+	now := time.Now()
+	a.mu.Lock()
+	a.refused++
+	if now.Sub(a.refLog) < failureLogEvery {
+		a.mu.Unlock()
+		return
+	}
+	n := a.refused
+	a.refused, a.refLog = 0, now
+	a.mu.Unlock()
+	a.log.Warn("handshake refused: name not in tls.acme.domains", "name", name, "refused", n)
 }
 
 // httpHandler answers HTTP-01 challenges and sends everything else to

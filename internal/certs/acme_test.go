@@ -149,6 +149,15 @@ func TestACMETLSALPN01ThenRestartFromCache(t *testing.T) {
 	if got := p.requests.Load(); got != before {
 		t.Errorf("CA got %d requests for a name outside the policy, want 0", got-before)
 	}
+	if !lb.logs.has(`"msg":"handshake refused: name not in tls.acme.domains"`, `"name":"other.test"`) {
+		t.Errorf("no log line for the refused name; logs:\n%s", lb.logs)
+	}
+	if _, err := handshake(lb.https, "third.test"); err == nil {
+		t.Error("handshake for third.test succeeded, want failure")
+	}
+	if n := strings.Count(lb.logs.String(), "handshake refused"); n != 1 {
+		t.Errorf("got %d refusal lines for 2 refusals, want 1 (rate-limited)", n)
+	}
 	if _, ok := gaugeValue(t, lb.reg, "other.test"); ok {
 		t.Error("metric has a series for other.test, want none")
 	}
