@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"outrigger/internal/admin"
 )
 
 func TestServeTrustedProxyKeepsChain(t *testing.T) {
@@ -179,5 +182,70 @@ func TestServeSIGHUP(t *testing.T) {
 	}
 	if _, err := l.client.Backend(t.Context(), "app-2"); err != nil {
 		t.Errorf("app-2 after SIGHUP: %v", err)
+	}
+}
+
+func TestServeReloadToken(t *testing.T) {
+	b := newBackend(t, "app-1", nil)
+	l := startLB(t, lbConfig{backends: []*testBackend{b}})
+	dir := dirOf(l.cfgPath)
+	writeFile(t, dir, "token", "the-new-token\n")
+	if err := l.doReload(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	var apiErr *admin.APIError
+	if _, err := l.client.Backends(t.Context()); !errors.As(err, &apiErr) || apiErr.Status != 401 {
+		t.Errorf("old token after reload: got %v, want 401", err)
+	}
+	c := &admin.Client{BaseURL: l.client.BaseURL, Token: "the-new-token"}
+	if _, err := c.Backends(t.Context()); err != nil {
+		t.Errorf("new token after reload: %v", err)
+	}
+	// A token file others can read is refused, and the running token stays.
+	if err := os.Chmod(filepath.Join(dir, "token"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.doReload(); err == nil {
+		t.Errorf("reload with a world-readable token file: got nil error")
+	}
+	if _, err := c.Backends(t.Context()); err != nil {
+		t.Errorf("token after a refused reload: %v", err)
+	}
+}
+
+func TestServeRemovePastDrainTimeout(t *testing.T) {
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	defer close(release)
+	b := newBackend(t, "app-1", func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	dir := t.TempDir()
+	writeFile(t, dir, "token", testToken)
+	text := strings.Replace(lbConfig{dir: dir, backends: []*testBackend{b}}.render(), "drain_timeout: 5s", "drain_timeout: 300ms", 1)
+	l := startLBFile(t, writeFile(t, dir, "lb.yaml", text))
+	l.waitHealthy("app-1")
+	go func() {
+		resp, err := http.Get("http://" + l.addrs["http"] + "/stuck")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	<-started
+	start := time.Now()
+	if err := l.client.Remove(t.Context(), "app-1"); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
+		t.Errorf("remove took %s, want about drain_timeout (300ms)", d)
+	}
+	out := l.out.String()
+	if !strings.Contains(out, `"drain_timed_out":true`) || !strings.Contains(out, `"cut":1`) {
+		t.Errorf("removal past drain_timeout not logged with what was cut")
 	}
 }
