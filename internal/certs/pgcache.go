@@ -37,8 +37,11 @@ const (
 // by several lbs. Every value is encrypted with AES-256-GCM (the key is
 // derived from a secret with HKDF-SHA256; the cache key is bound as
 // additional data). Every Put and Delete also goes to a local cache (the
-// cache_dir), and Get falls back to it while PostgreSQL is unreachable, so
-// an lb starts and serves what it had with the database down.
+// cache_dir; challenge tokens excepted, they live in the database only),
+// and Get falls back to it while PostgreSQL is unreachable, so an lb
+// starts and serves what it had with the database down. Used through
+// Source (tls.acme.cache_database_url), the first issuance of a name also
+// runs under a PostgreSQL advisory lock, so that lbs do not order twice.
 type PGCache struct {
 	pool  *pgxpool.Pool
 	aead  cipher.AEAD

@@ -76,6 +76,7 @@ type UnknownKeyError struct {
 	Known []string // the keys allowed at that place
 }
 
+// Error says where the key is and which keys are allowed there.
 func (e *UnknownKeyError) Error() string {
 	return fmt.Sprintf("line %d: %s: unknown key (known: %s)", e.Line, e.Path, strings.Join(e.Known, ", "))
 }

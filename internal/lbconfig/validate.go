@@ -19,6 +19,7 @@ type FieldError struct {
 	Msg  string
 }
 
+// Error is "path: message".
 func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
 
 // FieldErrors returns every *FieldError inside err (as joined by Validate),
