@@ -199,4 +199,3 @@ func TestServeACME(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
-
