@@ -389,6 +389,24 @@ func TestOpenEndpoints(t *testing.T) {
 	if bytes.Contains(body, []byte(testToken)) {
 		t.Errorf("status page contains the token")
 	}
+	for _, tt := range []struct {
+		method, path string
+		want         int
+		allow        string
+	}{
+		{"PUT", "/api/backends", 405, "GET, POST"},
+		{"POST", "/api/backends/app-1", 405, "GET, DELETE"},
+		{"GET", "/api/backends/app-1/drain", 405, "POST"},
+		{"GET", "/api/backends/app-1/other", 404, ""},
+		{"GET", "/api/backendsx", 404, ""},
+		{"GET", "/api/", 404, ""},
+	} {
+		code, h, body := f.call(t, tt.method, tt.path, "Bearer "+testToken, "")
+		if code != tt.want || h.Get("Allow") != tt.allow {
+			t.Errorf("%s %s: got %d Allow=%q, want %d Allow=%q", tt.method, tt.path, code, h.Get("Allow"), tt.want, tt.allow)
+		}
+		errorText(t, body)
+	}
 	if code, _, _ := f.call(t, "GET", "/nothing-here", "", ""); code != 404 {
 		t.Errorf("GET /nothing-here: got %d, want 404", code)
 	}

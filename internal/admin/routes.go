@@ -2,6 +2,7 @@ package admin
 
 import (
 	"net/http"
+	"strings"
 )
 
 // routes lists the whole admin surface.
@@ -14,6 +15,11 @@ func (s *server) routes() http.Handler {
 	api.Handle("POST /api/backends/{name}/drain", s.handleDrain())
 	api.Handle("POST /api/backends/{name}/enable", s.handleEnable())
 	api.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowed(r.URL.Path); allow != "" {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, "method not allowed; allowed: "+allow)
+			return
+		}
 		writeError(w, http.StatusNotFound, "no such API call")
 	}))
 
@@ -26,4 +32,25 @@ func (s *server) routes() http.Handler {
 	mux.Handle("GET /{$}", s.handleStatusPage())
 	mux.Handle("GET /assets/", s.handleAssets())
 	return mux
+}
+
+// allowed returns the methods of the API route that path names ("" if none).
+func allowed(path string) string {
+	rest, ok := strings.CutPrefix(path, "/api/backends")
+	switch {
+	case !ok:
+		return ""
+	case rest == "":
+		return "GET, POST"
+	}
+	parts := strings.Split(strings.TrimPrefix(rest, "/"), "/")
+	switch {
+	case !strings.HasPrefix(rest, "/") || parts[0] == "":
+		return ""
+	case len(parts) == 1:
+		return "GET, DELETE"
+	case len(parts) == 2 && (parts[1] == "drain" || parts[1] == "enable"):
+		return "POST"
+	}
+	return ""
 }
