@@ -13,13 +13,16 @@ CONNS=${BENCH_CONNS:-64}
 read -r -a MODES <<<"${BENCH_MODES:-http https hs}"
 read -r -a TARGETS <<<"${BENCH_TARGETS:-direct lb haproxy nginx caddy}"
 IP=127.0.0.1
-BASE=${BENCH_PORT_BASE:-47100}
+# Below the kernel's ephemeral range (32768-60999 here): a port in it can be
+# taken as the local end of one of the many outgoing connections.
+BASE=${BENCH_PORT_BASE:-23400}
 OUT=${BENCH_OUT:-$BENCH/results}
 WRK_TIMEOUT=2s
 
 # Ports (all on 127.0.0.1).
 P_B1=$((BASE + 1)) P_B2=$((BASE + 2)) P_B3=$((BASE + 3)) P_BTLS=$((BASE + 4))
 P_LB=$((BASE + 10)) P_LBADMIN=$((BASE + 11)) P_PPROF=$((BASE + 12))
+P_LBX=$((BASE + 13)) P_LBXADMIN=$((BASE + 14))
 P_HAPROXY=$((BASE + 20)) P_NGINX=$((BASE + 30)) P_CADDY=$((BASE + 40))
 
 log() { printf '%s bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -76,7 +79,7 @@ ensure_tools() {
 # check_ports: fail early if another program holds one of our ports.
 check_ports() {
 	local p
-	for p in $P_B1 $P_B2 $P_B3 $P_BTLS $P_LB $P_LBADMIN $P_HAPROXY $P_NGINX $P_CADDY; do
+	for p in $P_B1 $P_B2 $P_B3 $P_BTLS $P_LB $P_LBADMIN $P_LBX $P_LBXADMIN $P_HAPROXY $P_NGINX $P_CADDY; do
 		if [[ -n "$(ss -Htln "sport = :$p" 2>/dev/null)" ]]; then
 			die "port $p is in use; set BENCH_PORT_BASE to another free range"
 		fi
@@ -103,9 +106,11 @@ make_tls() {
 # ---------------------------------------------------------------- processes
 # wait_http URL: until URL answers 200 (3 times in a row), at most 20 s.
 wait_http() {
-	local url=$1 ok=0 deadline=$((SECONDS + 20))
+	local url=$1 ok=0 deadline=$((SECONDS + 20)) code
 	while ((SECONDS < deadline)); do
-		if [[ "$(curl -sk -o /dev/null -m 1 -w '%{http_code}' "$url" 2>/dev/null)" == 200 ]]; then
+		code=$(curl -sk -o /dev/null -m 1 -w '%{http_code}' "$url" 2>/dev/null || true)
+		LAST_CODE=$code
+		if [[ "$code" == 200 ]]; then
 			ok=$((ok + 1))
 			((ok >= 3)) && return 0
 		else
@@ -136,16 +141,17 @@ start_backend() {
 }
 
 # Config writers; $1 = mode (http | https | hs), TLS for everything but http.
+# write_lb MODE [NAME PORT ADMINPORT]: $WORK/NAME.yaml (default lb).
 write_lb() {
-	local tls=""
+	local tls="" name=${2:-lb} port=${3:-$P_LB} aport=${4:-$P_LBADMIN}
 	[[ $1 != http ]] && tls="tls:
   cert_file: $WORK/cert.pem
   key_file: $WORK/key.pem"
-	cat >"$WORK/lb.yaml" <<EOF
-listen: "$IP:$P_LB"
+	cat >"$WORK/$name.yaml" <<EOF
+listen: "$IP:$port"
 $tls
 admin:
-  listen: "127.0.0.1:$P_LBADMIN"
+  listen: "127.0.0.1:$aport"
   token_file: $WORK/admin-token
 policy: round_robin
 health_check:
@@ -166,11 +172,10 @@ write_haproxy() {
 	[[ $1 != http ]] && bind="$bind ssl crt $WORK/haproxy.pem alpn http/1.1"
 	cat >"$WORK/haproxy.cfg" <<EOF
 global
-    log stdout format raw local0
     maxconn 4096
 defaults
     mode http
-    log global
+    log stdout format raw local0
     option httplog
     option http-keep-alive
     option forwardfor
@@ -270,6 +275,7 @@ url() {
 	case $1 in
 	direct) port=$P_B1 && [[ $2 != http ]] && port=$P_BTLS ;;
 	lb) port=$P_LB ;;
+	lbx) port=$P_LBX ;;
 	haproxy) port=$P_HAPROXY ;;
 	nginx) port=$P_NGINX ;;
 	caddy) port=$P_CADDY ;;
@@ -291,6 +297,12 @@ start_proxies() {
 			# shellcheck disable=SC2086
 			start lb env LOG_FORMAT=json ${BENCH_LB_ENV:-} "$LB_BIN" serve -config "$WORK/lb.yaml"
 			;;
+		lbx)
+			[[ -n "${BENCH_LBX_BIN:-}" ]] || die "target lbx needs BENCH_LBX_BIN"
+			write_lb "$mode" lbx "$P_LBX" "$P_LBXADMIN"
+			# shellcheck disable=SC2086
+			start lbx env LOG_FORMAT=json ${BENCH_LBX_ENV:-} "$BENCH_LBX_BIN" serve -config "$WORK/lbx.yaml"
+			;;
 		haproxy)
 			write_haproxy "$mode"
 			start haproxy haproxy -db -f "$WORK/haproxy.cfg"
@@ -309,7 +321,7 @@ start_proxies() {
 		if wait_http "$(url "$t" "$mode")"; then
 			ACTIVE+=("$t")
 		else
-			log "$t did not come up for mode $mode; left out. stderr:"
+			log "$t did not come up for mode $mode (last answer: ${LAST_CODE:-none}); left out. stderr:"
 			tail -n 20 "$(errlog "$t")" >&2 || true
 			stop "$t"
 		fi
@@ -318,7 +330,7 @@ start_proxies() {
 
 stop_proxies() {
 	local t
-	for t in lb haproxy nginx caddy; do stop "$t"; done
+	for t in lb lbx haproxy nginx caddy; do stop "$t"; done
 }
 
 # pids_of TARGET: the process and its direct children (nginx workers).

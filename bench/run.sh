@@ -13,10 +13,12 @@
 #   BENCH_MODES="..."    subset of: http https hs   (default all three)
 #   BENCH_TARGETS="..."  subset of: direct lb haproxy nginx caddy (default all)
 #   BENCH_CONNS=64 BENCH_THREADS=2   wrk -c / -t
-#   BENCH_PORT_BASE=47100            first of the loopback ports used (base..base+49)
+#   BENCH_PORT_BASE=23400            first of the loopback ports used (base..base+49)
 #   BENCH_OUT=DIR        results directory (default bench/results)
 #   BENCH_LB_ENV="K=V ..."           extra environment for lb (e.g. "GOGC=200")
 #   BENCH_LB_BIN=PATH    use this lb binary instead of building ./cmd/lb
+#   BENCH_LBX_BIN=PATH BENCH_LBX_ENV="K=V ..."  a second lb (target "lbx", e.g. a
+#                        candidate optimisation) benchmarked beside lb; add lbx to BENCH_TARGETS
 #   BENCH_KEEP=1         keep the temporary work directory (configs, logs)
 set -euo pipefail
 
@@ -100,7 +102,7 @@ done
 {
 	echo "started=$START"
 	echo "finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-	echo "command=${BENCH_CMD:-bench/run.sh} (BENCH_QUICK=$QUICK rounds=$ROUNDS duration=${DURATION}s modes=${MODES[*]} targets=${TARGETS[*]}${BENCH_LB_ENV:+ lb_env=$BENCH_LB_ENV})"
+	echo "command=${BENCH_CMD:-bench/run.sh} (BENCH_QUICK=$QUICK rounds=$ROUNDS duration=${DURATION}s modes=${MODES[*]} targets=${TARGETS[*]}${BENCH_LB_ENV:+ lb_env=$BENCH_LB_ENV}${BENCH_LBX_BIN:+ lbx=$BENCH_LBX_BIN $BENCH_LBX_ENV})"
 	echo "wrk=wrk -t$THREADS -c$CONNS -d${DURATION}s --timeout $WRK_TIMEOUT --latency"
 	echo "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "versions=$(haproxy -v 2>/dev/null | head -n1 | awk '{print "HAProxy " $3}'), $(nginx -v 2>&1 | sed 's|.*nginx/|nginx |'), Caddy $(caddy version 2>/dev/null | awk '{print $1}'), $(go version | awk '{print $3}'), lb $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"

@@ -44,7 +44,7 @@ var modeNames = []struct{ key, title string }{
 }
 
 // targetOrder is the column order of the tables.
-var targetOrder = []string{"direct", "lb", "haproxy", "nginx", "caddy"}
+var targetOrder = []string{"direct", "lb", "lbx", "haproxy", "nginx", "caddy"}
 
 func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
