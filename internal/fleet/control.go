@@ -18,21 +18,25 @@ import (
 // (mode 0700, so only the fleet's user reaches it).
 type controlServer struct {
 	path string
+	tmp  string // a directory of its own when the fleet's path is too long for a socket
 	srv  *http.Server
 	done chan struct{}
 }
 
 func startControl(f *Fleet) (*controlServer, error) {
-	path := filepath.Join(f.dir, "control.sock")
+	path, tmp := filepath.Join(f.dir, "control.sock"), ""
 	if len(path) > 100 { // sun_path is 108 bytes
 		dir, err := os.MkdirTemp("", "fleetctl-")
 		if err != nil {
 			return nil, fmt.Errorf("control socket dir: %w", err)
 		}
-		path = filepath.Join(dir, "control.sock")
+		path, tmp = filepath.Join(dir, "control.sock"), dir
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
+		if tmp != "" {
+			_ = os.RemoveAll(tmp)
+		}
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	mux := http.NewServeMux()
@@ -59,6 +63,7 @@ func startControl(f *Fleet) (*controlServer, error) {
 	})
 	c := &controlServer{
 		path: path,
+		tmp:  tmp,
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
 		done: make(chan struct{}),
 	}
@@ -76,6 +81,9 @@ func (c *controlServer) close() error {
 	<-c.done
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
+	}
+	if c.tmp != "" {
+		err = errors.Join(err, os.RemoveAll(c.tmp))
 	}
 	return err
 }

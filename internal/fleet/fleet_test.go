@@ -218,3 +218,28 @@ func TestStartFailsWhenAnAppCannotStart(t *testing.T) {
 		t.Errorf("Start: got %v, want app-1 exited before listening", err)
 	}
 }
+
+// TestControlSocketLongDir: a fleet directory too deep for a unix socket path gets
+// its control socket elsewhere, removed on Close.
+func TestControlSocketLongDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 100))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f := startFake(t, Options{Apps: 1, DatabaseURL: "none", Dir: dir})
+	sock := f.ControlSocket()
+	if strings.HasPrefix(sock, dir) || len(sock) > 100 {
+		t.Errorf("control socket %s: want a short path outside %s", sock, dir)
+	}
+	var out bytes.Buffer
+	getenv := func(string) string { return "app-1" }
+	if err := RestartCommand(t.Context(), []string{sock, ""}, getenv, &out); err != nil {
+		t.Fatalf("RestartCommand: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(sock)); !os.IsNotExist(err) {
+		t.Errorf("control socket dir after Close: got %v, want it removed", err)
+	}
+}
