@@ -16,6 +16,23 @@ func TestOutage(t *testing.T) {
 	admin := f.Admin()
 	users := makeUsers(t, f, "outage", 4, 300<<10) // 300 KiB: two chunks, long enough to be cut mid-body
 
+	// retried counts lb's request lines that took more than one attempt so far: the
+	// evidence that a phase really sent requests to the broken server.
+	retried := func() int {
+		lines, err := f.RequestLines()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, ls := range lines {
+			for _, l := range ls {
+				if l.Proc == "lb" && l.Str("attempts") != "" && l.Str("attempts") != "1" {
+					n++
+				}
+			}
+		}
+		return n
+	}
 	down := func(name string) func() bool {
 		return func() bool {
 			b, err := admin.Backend(ctx, name)
@@ -37,6 +54,8 @@ func TestOutage(t *testing.T) {
 	lr.WaitRequests(ctx, 300)
 	res := lr.Stop()
 	report(t, "kill -9 app-2", res)
+	retriedKill := retried()
+	t.Logf("kill -9 app-2: lb retried %d requests on another backend", retriedKill)
 	if res.Failures != 0 {
 		t.Errorf("kill -9: got %d failed requests, want 0", res.Failures)
 	}
@@ -74,6 +93,7 @@ func TestOutage(t *testing.T) {
 	}
 	res = lr.Stop()
 	report(t, "SIGSTOP app-3", res)
+	t.Logf("SIGSTOP app-3: lb retried %d requests on another backend", retried()-retriedKill)
 	if res.Failures != 0 {
 		t.Errorf("SIGSTOP: got %d failed requests, want 0", res.Failures)
 	}
