@@ -175,7 +175,11 @@ func (s *lbServer) build(ctx context.Context, cfg *lbconfig.Config) error {
 	if cfg.TLS != nil {
 		s.certs, err = certs.New(ctx, *cfg.TLS, s.logger, s.reg)
 		if err != nil {
-			return &usageError{err: fmt.Errorf("tls: %w", err)}
+			err = fmt.Errorf("tls: %w", err)
+			if cfg.TLS.ACME != nil {
+				return err // e.g. the certificate database is down: worth a restart (exit 1)
+			}
+			return &usageError{err: err} // certificate files that do not load: fix the config
 		}
 	}
 	if cfg.Admin.CertFile != "" {
