@@ -59,6 +59,9 @@ func TestOutage(t *testing.T) {
 	if res.Failures != 0 {
 		t.Errorf("kill -9: got %d failed requests, want 0", res.Failures)
 	}
+	if limit := perTry + time.Second; res.HeaderMax > limit {
+		t.Errorf("kill -9: slowest response took %v to start, want at most per_try_timeout + 1s = %v", res.HeaderMax, limit)
+	}
 
 	// The killed server, restarted, comes back into rotation by itself.
 	if err := f.Restart(ctx, 1); err != nil {
