@@ -1,0 +1,279 @@
+package balancer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"outrigger/internal/logging"
+)
+
+// testBackend is a real HTTP server standing in for an app server.
+type testBackend struct {
+	*httptest.Server
+	name  string
+	hits  atomic.Int64
+	conns atomic.Int64 // new TCP connections accepted
+}
+
+// newBackend starts a backend; h nil answers 200 with the backend's name after reading the body.
+func newBackend(t testing.TB, name string, h http.HandlerFunc) *testBackend {
+	t.Helper()
+	tb := &testBackend{name: name}
+	if h == nil {
+		h = func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("X-Served-By", name)
+			_, _ = io.WriteString(w, name)
+		}
+	}
+	tb.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tb.hits.Add(1)
+		h(w, r)
+	}))
+	tb.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			tb.conns.Add(1)
+		}
+	}
+	tb.Start()
+	t.Cleanup(tb.Close)
+	return tb
+}
+
+// kill makes the backend vanish like a killed process: listener and connections closed.
+func (tb *testBackend) kill() {
+	_ = tb.Listener.Close()
+	tb.CloseClientConnections()
+}
+
+// deadURL returns the URL of a port that was bound and closed: connecting is refused.
+func deadURL(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return "http://" + addr
+}
+
+// gate is a channel that blocking handlers wait on. Call openAtEnd after creating every
+// server (cleanups run last-in first-out, and a server's Close waits for its handlers).
+type gate chan struct{}
+
+func (g gate) openAtEnd(t testing.TB) {
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(g) }) })
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// requestLines returns the parsed "request" log lines.
+func (b *syncBuffer) requestLines(t testing.TB) []map[string]any {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if m["msg"] == "request" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// lines waits until n request log lines were written (the middleware logs after the
+// response went out) and returns them.
+func (r *rig) lines(t testing.TB, n int) []map[string]any {
+	t.Helper()
+	waitFor(t, 5*time.Second, "request log lines", func() bool { return len(r.logs.requestLines(t)) >= n })
+	return r.logs.requestLines(t)
+}
+
+// recordingObserver records passive-health observations.
+type recordingObserver struct {
+	mu     sync.Mutex
+	failed map[string]int
+	ok     map[string]int
+}
+
+func (o *recordingObserver) Observe(name string, failed bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.failed == nil {
+		o.failed, o.ok = map[string]int{}, map[string]int{}
+	}
+	if failed {
+		o.failed[name]++
+	} else {
+		o.ok[name]++
+	}
+}
+
+func (o *recordingObserver) counts(name string) (failed, ok int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.failed[name], o.ok[name]
+}
+
+// rig is a pool and proxy behind a real front server with the request-log middleware.
+type rig struct {
+	pool  *Pool
+	proxy *Proxy
+	reg   *prometheus.Registry
+	front *httptest.Server
+	logs  *syncBuffer
+	obs   *recordingObserver
+}
+
+// defaultConfig is a proxy config for tests: short timeouts, 2 retries.
+func defaultConfig() ProxyConfig {
+	return ProxyConfig{
+		DialTimeout:    time.Second,
+		PerTryTimeout:  2 * time.Second,
+		MaxRetries:     2,
+		RetryBudget:    0.2,
+		RetryBodyBytes: 64 << 10,
+	}
+}
+
+// newRig builds a pool with the given backend URLs (named b0, b1, ...), all healthy.
+func newRig(t testing.TB, cfg ProxyConfig, policy string, urls ...string) *rig {
+	t.Helper()
+	r := &rig{reg: prometheus.NewRegistry(), logs: &syncBuffer{}, obs: &recordingObserver{}}
+	logger := slog.New(slog.NewJSONHandler(r.logs, nil))
+	pool, err := NewPool(PoolOptions{Registerer: r.reg, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.pool = pool
+	for i, u := range urls {
+		name := "b" + string(rune('0'+i))
+		if _, err := pool.Add(name, u); err != nil {
+			t.Fatal(err)
+		}
+		pool.SetHealthy(name, true)
+	}
+	pol, err := NewPolicy(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.proxy = NewProxy(pool, pol, cfg, r.obs, logger)
+	r.front = httptest.NewServer(logging.Middleware(logger, nil)(r.proxy))
+	t.Cleanup(r.front.Close)
+	return r
+}
+
+// get sends a GET through the front and returns status and body.
+func (r *rig) do(t testing.TB, method, path string, body io.Reader) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, r.front.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.front.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return res.StatusCode, string(b)
+}
+
+// counter returns the value of a counter series in reg (0 if absent).
+func counter(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	m := findMetric(t, reg, name, labels)
+	if m == nil {
+		return 0
+	}
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	if m.Gauge != nil {
+		return m.Gauge.GetValue()
+	}
+	if m.Histogram != nil {
+		return float64(m.Histogram.GetSampleCount())
+	}
+	return 0
+}
+
+// findMetric returns the series of name whose labels include labels, or nil.
+func findMetric(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) *dto.Metric {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue next
+				}
+			}
+			return m
+		}
+	}
+	return nil
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,592 @@
+package balancer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"outrigger/internal/clientip"
+)
+
+func TestProxyHeaders(t *testing.T) {
+	seen := make(chan *http.Request, 1)
+	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		seen <- r
+		w.Header().Set("X-Backend", "a")
+		_, _ = io.WriteString(w, "hello")
+	})
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL)
+	req, _ := http.NewRequest(http.MethodGet, r.front.URL+"/path?q=1", nil)
+	req.Host = "public.example"
+	req.Header.Set("X-Forwarded-For", "6.6.6.6")
+	req.Header.Set("Forwarded", "for=6.6.6.6")
+	req.Header.Set("X-Real-IP", "6.6.6.6")
+	req.Header["X_Forwarded_For"] = []string{"6.6.6.6"}
+	req.Header.Set("X-Forwarded-Proto", "gopher")
+	req.Header.Set("X-Request-ID", "req-123")
+	res, err := r.front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || string(body) != "hello" || res.Header.Get("X-Backend") != "a" {
+		t.Fatalf("got %d %q (X-Backend %q), want 200 hello from a", res.StatusCode, body, res.Header.Get("X-Backend"))
+	}
+	in := <-seen
+	checks := []struct{ name, got, want string }{
+		{"Host", in.Host, "public.example"},
+		{"path", in.URL.RequestURI(), "/path?q=1"},
+		{"X-Forwarded-For", strings.Join(in.Header.Values("X-Forwarded-For"), "|"), "127.0.0.1"},
+		{"X-Forwarded-Proto", in.Header.Get("X-Forwarded-Proto"), "http"},
+		{"X-Forwarded-Host", in.Header.Get("X-Forwarded-Host"), "public.example"},
+		{"Forwarded", in.Header.Get("Forwarded"), ""},
+		{"X-Real-IP", in.Header.Get("X-Real-IP"), ""},
+		{"X_Forwarded_For", strings.Join(in.Header["X_Forwarded_For"], ""), ""},
+		{"X-Request-ID", in.Header.Get("X-Request-ID"), "req-123"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("backend saw %s %q, want %q", c.name, c.got, c.want)
+		}
+	}
+	lines := r.lines(t, 1)
+	if len(lines) != 1 || lines[0]["backend"] != "b0" || lines[0]["attempts"] != float64(1) {
+		t.Errorf("request log %v, want backend b0, attempts 1", lines)
+	}
+	if got := counter(t, r.reg, "lb_requests_total", map[string]string{"backend": "b0", "code": "200"}); got != 1 {
+		t.Errorf("lb_requests_total{b0,200} = %v, want 1", got)
+	}
+	if got := counter(t, r.reg, "lb_request_duration_seconds", map[string]string{"backend": "b0"}); got != 1 {
+		t.Errorf("lb_request_duration_seconds{b0} count = %v, want 1", got)
+	}
+}
+
+func TestProxyTrustedForwardedFor(t *testing.T) {
+	seen := make(chan string, 1)
+	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Get("X-Forwarded-For")
+	})
+	cfg := defaultConfig()
+	res, err := clientip.NewResolver([]string{"127.0.0.0/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TrustedProxies = res
+	r := newRig(t, cfg, PolicyRoundRobin, be.URL)
+	req, _ := http.NewRequest(http.MethodGet, r.front.URL, nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.7")
+	resp, err := r.front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := <-seen; got != "203.0.113.7, 127.0.0.1" {
+		t.Errorf("X-Forwarded-For from a trusted peer: got %q, want %q", got, "203.0.113.7, 127.0.0.1")
+	}
+}
+
+func TestDeadBackendRetried(t *testing.T) {
+	live := newBackend(t, "live", nil)
+	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPatch} {
+		t.Run(method, func(t *testing.T) {
+			r := newRig(t, defaultConfig(), PolicyRoundRobin, deadURL(t), live.URL)
+			code, body := r.do(t, method, "/", strings.NewReader("payload"))
+			if code != 200 || body != "live" {
+				t.Fatalf("got %d %q, want 200 from live", code, body)
+			}
+			lines := r.lines(t, 1)
+			if len(lines) != 1 || lines[0]["attempts"] != float64(2) || lines[0]["backend"] != "b1" {
+				t.Errorf("log %v, want attempts 2 ending on b1", lines)
+			}
+			if got := counter(t, r.reg, "lb_retries_total", map[string]string{"reason": "dial"}); got != 1 {
+				t.Errorf("lb_retries_total{dial} = %v, want 1", got)
+			}
+			if failed, _ := r.obs.counts("b0"); failed != 1 {
+				t.Errorf("observer saw %d failures of the dead backend, want 1", failed)
+			}
+			st, _ := r.pool.Get("b0")
+			if st.Failures != 1 || st.Requests != 1 {
+				t.Errorf("dead backend requests/failures = %d/%d, want 1/1", st.Requests, st.Failures)
+			}
+		})
+	}
+}
+
+func TestPostBodyReplayed(t *testing.T) {
+	for _, size := range []int{10, 64 << 10, 200 << 10} { // buffered, at the limit, streamed
+		got := make(chan []byte, 1)
+		live := newBackend(t, "live", func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			got <- b
+		})
+		r := newRig(t, defaultConfig(), PolicyRoundRobin, deadURL(t), live.URL)
+		payload := bytes.Repeat([]byte("x"), size)
+		// An unknown length (chunked) body as well as a known one.
+		for _, body := range []io.Reader{bytes.NewReader(payload), io.MultiReader(bytes.NewReader(payload))} {
+			r.proxy.policy.Store(&policyBox{&RoundRobin{}}) // start at the dead one
+			code, _ := r.do(t, http.MethodPost, "/upload", body)
+			if code != 200 {
+				t.Fatalf("size %d: status %d, want 200", size, code)
+			}
+			if b := <-got; !bytes.Equal(b, payload) {
+				t.Errorf("size %d: backend got %d bytes, want %d", size, len(b), size)
+			}
+		}
+	}
+}
+
+// dyingHandler reads the request body, then drops the connection without answering,
+// like a server killed mid-request.
+func dyingHandler(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	c, _, err := http.NewResponseController(w).Hijack()
+	if err == nil {
+		_ = c.Close()
+	}
+}
+
+func TestRequestThatReachedDyingBackend(t *testing.T) {
+	tests := []struct {
+		method   string
+		wantCode int
+		wantLive int64
+	}{
+		{http.MethodPost, http.StatusBadGateway, 0}, // reached the backend: never replayed
+		{http.MethodPatch, http.StatusBadGateway, 0},
+		{http.MethodGet, http.StatusOK, 1}, // idempotent: retried elsewhere
+		{http.MethodPut, http.StatusOK, 1},
+		{http.MethodDelete, http.StatusOK, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			dying := newBackend(t, "dying", dyingHandler)
+			live := newBackend(t, "live", nil)
+			r := newRig(t, defaultConfig(), PolicyRoundRobin, dying.URL, live.URL)
+			code, body := r.do(t, tt.method, "/", strings.NewReader("order #1"))
+			if code != tt.wantCode {
+				t.Fatalf("got %d %q, want %d", code, body, tt.wantCode)
+			}
+			if got := live.hits.Load(); got != tt.wantLive {
+				t.Errorf("live backend got %d requests, want %d", got, tt.wantLive)
+			}
+			if dying.hits.Load() != 1 {
+				t.Errorf("dying backend got %d requests, want 1", dying.hits.Load())
+			}
+			if tt.wantCode == http.StatusBadGateway {
+				var e struct{ Error string }
+				if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error == "" || strings.Contains(body, "EOF") {
+					t.Errorf("error body %q, want a small JSON error without internals", body)
+				}
+			}
+		})
+	}
+}
+
+func TestFrozenBackend(t *testing.T) {
+	release := make(gate)
+	frozen := newBackend(t, "frozen", func(w http.ResponseWriter, r *http.Request) { <-release })
+	live := newBackend(t, "live", nil)
+	cfg := defaultConfig()
+	cfg.PerTryTimeout = 150 * time.Millisecond
+	r := newRig(t, cfg, PolicyRoundRobin, frozen.URL, live.URL)
+	release.openAtEnd(t)
+
+	start := time.Now()
+	code, body := r.do(t, http.MethodGet, "/", nil)
+	if code != 200 || body != "live" {
+		t.Fatalf("GET: got %d %q, want 200 from live", code, body)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("GET took %v, want about per_try_timeout", took)
+	}
+	if got := counter(t, r.reg, "lb_retries_total", map[string]string{"reason": "timeout"}); got != 1 {
+		t.Errorf("lb_retries_total{timeout} = %v, want 1", got)
+	}
+
+	r.proxy.policy.Store(&policyBox{&RoundRobin{}})
+	code, body = r.do(t, http.MethodPost, "/", strings.NewReader("x"))
+	if code != http.StatusGatewayTimeout || !strings.Contains(body, `"error"`) {
+		t.Errorf("POST to frozen: got %d %q, want 504 JSON", code, body)
+	}
+	if live.hits.Load() != 1 {
+		t.Errorf("live got %d requests, want 1 (the POST is not retried)", live.hits.Load())
+	}
+}
+
+func TestSlowBodyNotCutByPerTryTimeout(t *testing.T) {
+	const chunks = 8
+	be := newBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		tick := time.NewTicker(50 * time.Millisecond) // a slow producer: 8 x 50 ms > per-try
+		defer tick.Stop()
+		for i := range chunks {
+			_, _ = io.WriteString(w, strings.Repeat(string(rune('a'+i)), 1000))
+			_ = rc.Flush()
+			<-tick.C
+		}
+	})
+	cfg := defaultConfig()
+	cfg.PerTryTimeout = 100 * time.Millisecond
+	r := newRig(t, cfg, PolicyRoundRobin, be.URL)
+	code, body := r.do(t, http.MethodGet, "/big", nil)
+	if code != 200 || len(body) != chunks*1000 {
+		t.Fatalf("got %d with %d bytes, want 200 with %d", code, len(body), chunks*1000)
+	}
+	if be.hits.Load() != 1 {
+		t.Errorf("backend got %d requests, want 1", be.hits.Load())
+	}
+}
+
+func TestStreamingFlushesEachEvent(t *testing.T) {
+	next := make(chan struct{})
+	be := newBackend(t, "sse", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		rc := http.NewResponseController(w)
+		for i := range 3 {
+			_, _ = io.WriteString(w, "data: "+string(rune('0'+i))+"\n\n")
+			_ = rc.Flush()
+			select {
+			case <-next:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL)
+	res, err := r.front.Client().Get(r.front.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	br := bufio.NewReader(res.Body)
+	for i := range 3 {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		if want := "data: " + string(rune('0'+i)) + "\n"; line != want {
+			t.Fatalf("event %d: got %q, want %q", i, line, want)
+		}
+		_, _ = br.ReadString('\n')
+		next <- struct{}{} // the backend sends the next event only after we saw this one
+	}
+}
+
+func TestNoBackend(t *testing.T) {
+	r := newRig(t, defaultConfig(), PolicyRoundRobin)
+	code, body := r.do(t, http.MethodGet, "/", nil)
+	if code != http.StatusServiceUnavailable || body != `{"error":"no backend available"}`+"\n" {
+		t.Errorf("got %d %q, want 503 JSON", code, body)
+	}
+	if got := counter(t, r.reg, "lb_requests_total", map[string]string{"backend": "none", "code": "503"}); got != 1 {
+		t.Errorf("lb_requests_total{none,503} = %v, want 1", got)
+	}
+}
+
+func TestAllBackendsDownFailsOpen(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, deadURL(t), a.URL)
+	r.pool.SetHealthy("b0", false)
+	r.pool.SetHealthy("b1", false)
+	code, body := r.do(t, http.MethodGet, "/", nil)
+	if code != 200 || body != "a" {
+		t.Fatalf("got %d %q, want 200 from an active (unhealthy) backend", code, body)
+	}
+	if got := counter(t, r.reg, "lb_fail_open_total", nil); got < 1 {
+		t.Errorf("lb_fail_open_total = %v, want >= 1", got)
+	}
+	// Draining backends are not failed open to.
+	_, _ = r.pool.Drain("b1")
+	code, _ = r.do(t, http.MethodGet, "/", nil)
+	if code != http.StatusBadGateway {
+		t.Errorf("only a dead active backend left: got %d, want 502", code)
+	}
+	// A healthy backend ends fail-open: unhealthy ones get nothing.
+	_, _ = r.pool.Enable("b1")
+	r.pool.SetHealthy("b1", true)
+	before := a.hits.Load()
+	for range 4 {
+		if code, _ := r.do(t, http.MethodGet, "/", nil); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+	}
+	if got := a.hits.Load() - before; got != 4 {
+		t.Errorf("healthy backend got %d of 4 requests", got)
+	}
+}
+
+func TestMaxInFlightPerBackend(t *testing.T) {
+	release := make(gate)
+	arrived := make(chan struct{}, 1)
+	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+	})
+	cfg := defaultConfig()
+	cfg.MaxInFlightPerBackend = 1
+	r := newRig(t, cfg, PolicyRoundRobin, be.URL)
+	release.openAtEnd(t)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, r.front.URL, nil)
+		if res, err := r.front.Client().Do(req); err == nil {
+			res.Body.Close()
+		}
+	}()
+	<-arrived
+	code, body := r.do(t, http.MethodGet, "/", nil)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "busy") {
+		t.Errorf("got %d %q, want 503 all backends busy", code, body)
+	}
+	if st, _ := r.pool.Get("b0"); st.InFlight != 1 {
+		t.Errorf("in flight %d, want 1", st.InFlight)
+	}
+}
+
+func TestClientGoneIs499AndNotBlamed(t *testing.T) {
+	release := make(gate)
+	arrived := make(chan struct{}, 1)
+	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL)
+	release.openAtEnd(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.front.URL, nil)
+		res, err := r.front.Client().Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		done <- err
+	}()
+	<-arrived
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("client: %v, want canceled", err)
+	}
+	if line := r.lines(t, 1)[0]; line["status"] != float64(499) {
+		t.Errorf("logged status %v, want 499", line["status"])
+	}
+	st, _ := r.pool.Get("b0")
+	if st.Failures != 0 || st.InFlight != 0 {
+		t.Errorf("failures %d in flight %d, want 0 and 0", st.Failures, st.InFlight)
+	}
+	if failed, _ := r.obs.counts("b0"); failed != 0 {
+		t.Errorf("observer got %d failures for a client cancel, want 0", failed)
+	}
+	if be.hits.Load() != 1 {
+		t.Errorf("backend got %d requests, want 1 (no retry)", be.hits.Load())
+	}
+}
+
+func TestBackend5xxIsAnAnswer(t *testing.T) {
+	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "boom", http.StatusInternalServerError)
+	})
+	other := newBackend(t, "b", nil)
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL, other.URL)
+	if code, _ := r.do(t, http.MethodGet, "/", nil); code != 500 {
+		t.Fatalf("got %d, want the backend's 500 passed through", code)
+	}
+	if other.hits.Load() != 0 {
+		t.Error("a 500 answer was retried")
+	}
+	failed, ok := r.obs.counts("b0")
+	if failed != 0 || ok != 1 {
+		t.Errorf("observer failed/ok = %d/%d, want 0/1", failed, ok)
+	}
+}
+
+func TestBrokenResponseNotRetried(t *testing.T) {
+	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		_, _ = io.WriteString(w, "partial")
+		_ = http.NewResponseController(w).Flush()
+		if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			_ = c.Close()
+		}
+	})
+	other := newBackend(t, "b", nil)
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL, other.URL)
+	res, err := r.front.Client().Get(r.front.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(res.Body)
+	res.Body.Close()
+	if err == nil {
+		t.Error("client read a complete body from a broken response")
+	}
+	if other.hits.Load() != 0 {
+		t.Error("a response that had started was retried")
+	}
+	waitFor(t, 5*time.Second, "broken counter", func() bool {
+		return counter(t, r.reg, "lb_responses_broken_total", map[string]string{"backend": "b0"}) == 1
+	})
+	if st, _ := r.pool.Get("b0"); st.InFlight != 0 {
+		t.Errorf("in flight %d after a broken response, want 0", st.InFlight)
+	}
+}
+
+func TestRetryBudgetExhausted(t *testing.T) {
+	dying := newBackend(t, "dying", dyingHandler)
+	live := newBackend(t, "live", nil)
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, dying.URL, live.URL)
+	clk := &fakeClock{t: time.Unix(3_000_000, 0)}
+	r.proxy.budget = newRetryBudget(clk.now)
+	for r.proxy.budget.allow(0.2) { // spend the budget
+	}
+	code, _ := r.do(t, http.MethodGet, "/", nil)
+	if code != http.StatusBadGateway {
+		t.Errorf("got %d, want 502 (no retry left in the budget)", code)
+	}
+	if got := counter(t, r.reg, "lb_retry_budget_exhausted_total", nil); got != 1 {
+		t.Errorf("lb_retry_budget_exhausted_total = %v, want 1", got)
+	}
+	if live.hits.Load() != 0 {
+		t.Error("retried beyond the budget")
+	}
+	clk.t = clk.t.Add(11 * time.Second)
+	r.proxy.policy.Store(&policyBox{&RoundRobin{}})
+	if code, _ := r.do(t, http.MethodGet, "/", nil); code != 200 {
+		t.Errorf("after the window: got %d, want 200", code)
+	}
+}
+
+func TestMaxRetries(t *testing.T) {
+	urls := []string{deadURL(t), deadURL(t), deadURL(t), deadURL(t)}
+	cfg := defaultConfig()
+	cfg.MaxRetries = 2
+	r := newRig(t, cfg, PolicyRoundRobin, urls...)
+	if code, _ := r.do(t, http.MethodGet, "/", nil); code != http.StatusBadGateway {
+		t.Errorf("got %d, want 502", code)
+	}
+	if lines := r.lines(t, 1); len(lines) != 1 || lines[0]["attempts"] != float64(3) {
+		t.Errorf("log %v, want 3 attempts (1 + max_retries)", lines)
+	}
+}
+
+func TestWebSocketUpgrade(t *testing.T) {
+	be := newBackend(t, "ws", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			http.Error(w, "want upgrade", 400)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_ = brw.Flush()
+		_, _ = io.Copy(c, brw) // echo
+	})
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL)
+	conn, err := net.Dial("tcp", r.front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("got %d, want 101", res.StatusCode)
+	}
+	_, _ = io.WriteString(conn, "ping\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "ping\n" {
+		t.Fatalf("echo: %q %v", line, err)
+	}
+	st, _ := r.pool.Get("b0")
+	if st.Upgraded != 1 || st.InFlight != 0 {
+		t.Errorf("upgraded %d in flight %d, want 1 and 0", st.Upgraded, st.InFlight)
+	}
+	r.pool.CloseUpgraded("b0")
+	if _, err := br.ReadString('\n'); err == nil {
+		t.Error("connection still open after CloseUpgraded")
+	}
+	waitFor(t, 5*time.Second, "upgraded back to 0", func() bool {
+		st, _ := r.pool.Get("b0")
+		return st.Upgraded == 0
+	})
+}
+
+func TestDrainIsExact(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	b := newBackend(t, "b", nil)
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, a.URL, b.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	var failed sync.Map
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil && i < 2000; i++ {
+				res, err := r.front.Client().Get(r.front.URL)
+				if err != nil {
+					failed.Store(w, err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 {
+					failed.Store(w, res.StatusCode)
+				}
+			}
+		})
+	}
+	waitFor(t, 5*time.Second, "load on a", func() bool { return a.hits.Load() > 20 })
+	if _, err := r.pool.Drain("b0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.pool.WaitIdle(context.Background(), "b0"); err != nil {
+		t.Fatal(err)
+	}
+	after := a.hits.Load()
+	waitFor(t, 10*time.Second, "more load on b", func() bool { return b.hits.Load() > 200 })
+	cancel()
+	wg.Wait()
+	if got := a.hits.Load(); got != after {
+		t.Errorf("drained backend got %d requests after Drain + WaitIdle returned", got-after)
+	}
+	failed.Range(func(k, v any) bool { t.Errorf("worker %v: %v", k, v); return true })
+	if st, _ := r.pool.Get("b0"); st.InFlight != 0 {
+		t.Errorf("in flight %d, want 0", st.InFlight)
+	}
+}
+
+func TestSetConfigAndPolicyAtRuntime(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, deadURL(t), a.URL)
+	cfg := defaultConfig()
+	cfg.MaxRetries = 0
+	r.proxy.SetConfig(cfg)
+	r.proxy.SetPolicy(&RoundRobin{}) // first pick: the dead one
+	if code, _ := r.do(t, http.MethodGet, "/", nil); code != http.StatusBadGateway {
+		t.Errorf("max_retries 0: got %d, want 502", code)
+	}
+	cfg.MaxRetries = 1
+	r.proxy.SetConfig(cfg)
+	r.proxy.SetPolicy(&RoundRobin{})
+	if code, _ := r.do(t, http.MethodGet, "/", nil); code != 200 {
+		t.Errorf("max_retries 1: got %d, want 200", code)
+	}
+}
