@@ -73,22 +73,31 @@ func dumpDir(t *testing.T, dir string) {
 	}
 }
 
-// waitFor polls cond every 20ms until it holds or timeout passes.
+// waitFor polls cond every 20ms until it holds, and fails t if timeout passes first.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !poll(t, timeout, cond) {
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	}
+}
+
+// poll calls cond every 20ms until it holds (true) or timeout passes (false).
+func poll(t *testing.T, timeout time.Duration, cond func() bool) bool {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			return false
 		}
 		select {
 		case <-tick.C:
 		case <-t.Context().Done():
-			t.Fatalf("test ended while waiting for %s", what)
+			return false
 		}
 	}
+	return true
 }
 
 // user is an account logged in through lb, with the files it uploaded.
