@@ -250,3 +250,26 @@ func TestServeRemovePastDrainTimeout(t *testing.T) {
 		t.Errorf("removal past drain_timeout not logged with what was cut")
 	}
 }
+
+func TestServeDamagedStateFile(t *testing.T) {
+	b := newBackend(t, "app-1", nil)
+	dir := t.TempDir()
+	statePath := writeFile(t, dir, "state.json", "{not json")
+	l := startLB(t, lbConfig{dir: dir, backends: []*testBackend{b}, extra: "state_file: " + statePath + "\n"})
+	if !strings.Contains(l.out.String(), "state file unreadable") {
+		t.Errorf("a damaged state file is not logged")
+	}
+	l.waitHealthy("app-1")
+	if code, _, _ := l.get(t, "/", nil); code != 200 {
+		t.Errorf("with a damaged state file: got %d, want 200", code)
+	}
+	// It is rewritten whole at start.
+	data, err := os.ReadFile(statePath)
+	if err != nil || !strings.Contains(string(data), `"app-1": "active"`) {
+		t.Errorf("state file after start: %q, %v", data, err)
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(dir, ".state.json.tmp*"))
+	if len(leftovers) > 0 {
+		t.Errorf("temporary files left: %v", leftovers)
+	}
+}
