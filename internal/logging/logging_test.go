@@ -207,3 +207,27 @@ func TestMiddlewareKeepsFlushAndHijack(t *testing.T) {
 		t.Errorf("after upgrade got %q, want hijacked", rest)
 	}
 }
+
+func TestMiddlewareLogsAbortedResponse(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "partial")
+		panic(http.ErrAbortHandler)
+	})
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&buf, nil))
+	var recovered any
+	func() {
+		defer func() { recovered = recover() }()
+		Middleware(logger, nil)(h).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/big", nil))
+	}()
+	if recovered != http.ErrAbortHandler {
+		t.Fatalf("recovered %v, want http.ErrAbortHandler passed on", recovered)
+	}
+	var line map[string]any
+	if err := json.Unmarshal(bytes.TrimSpace(buf.Bytes()), &line); err != nil {
+		t.Fatalf("log %q: %v", buf.String(), err)
+	}
+	if line["aborted"] != true || line["bytes"] != 7.0 || line["path"] != "/big" {
+		t.Errorf("line = %v, want aborted=true bytes=7 path=/big", line)
+	}
+}

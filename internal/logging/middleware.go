@@ -68,41 +68,55 @@ func Middleware(logger *slog.Logger, clientIP func(*http.Request) netip.Addr, op
 			e := &entry{requestID: id}
 			r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, e))
 			rec := &recorder{ResponseWriter: w}
-			next.ServeHTTP(rec, r)
-
-			status := rec.status
-			if status == 0 {
-				status = http.StatusOK
-			}
-			e.mu.Lock()
-			if e.status != 0 {
-				status = e.status
-			}
-			extra := e.attrs
-			e.mu.Unlock()
-			if cfg.skip != nil && cfg.skip(r, status) {
-				return
-			}
-			client := ""
-			if clientIP != nil {
-				if a := clientIP(r); a.IsValid() {
-					client = a.String()
+			defer func() {
+				// A handler that aborts its response (panic(http.ErrAbortHandler),
+				// as a proxy does when a backend dies mid-body) still gets its
+				// line, marked aborted; the panic then goes on to net/http.
+				if p := recover(); p != nil {
+					e.add(slog.Bool("aborted", true))
+					cfg.log(logger, clientIP, r, rec, e, start)
+					panic(p)
 				}
-			}
-			attrs := make([]slog.Attr, 0, 7+len(extra))
-			attrs = append(attrs,
-				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
-				slog.Int("status", status),
-				slog.Float64("duration", time.Since(start).Seconds()),
-				slog.String("client_ip", client),
-				slog.String("request_id", id),
-				slog.Int64("bytes", rec.bytes),
-			)
-			attrs = append(attrs, extra...)
-			logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+			}()
+			next.ServeHTTP(rec, r)
+			cfg.log(logger, clientIP, r, rec, e, start)
 		})
 	}
+}
+
+// log writes the request's line unless it is to be skipped.
+func (cfg *middlewareConfig) log(logger *slog.Logger, clientIP func(*http.Request) netip.Addr, r *http.Request, rec *recorder, e *entry, start time.Time) {
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	e.mu.Lock()
+	if e.status != 0 {
+		status = e.status
+	}
+	extra := e.attrs
+	e.mu.Unlock()
+	if cfg.skip != nil && cfg.skip(r, status) {
+		return
+	}
+	client := ""
+	if clientIP != nil {
+		if a := clientIP(r); a.IsValid() {
+			client = a.String()
+		}
+	}
+	attrs := make([]slog.Attr, 0, 7+len(extra))
+	attrs = append(attrs,
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.Float64("duration", time.Since(start).Seconds()),
+		slog.String("client_ip", client),
+		slog.String("request_id", e.requestID),
+		slog.Int64("bytes", rec.bytes),
+	)
+	attrs = append(attrs, extra...)
+	logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
 
 // ValidRequestID reports whether id may be used as a request id as it is.
@@ -133,10 +147,14 @@ func RequestID(ctx context.Context) string {
 // ctx. Outside Middleware it does nothing.
 func Annotate(ctx context.Context, attrs ...slog.Attr) {
 	if e, ok := ctx.Value(ctxKey{}).(*entry); ok {
-		e.mu.Lock()
-		e.attrs = append(e.attrs, attrs...)
-		e.mu.Unlock()
+		e.add(attrs...)
 	}
+}
+
+func (e *entry) add(attrs ...slog.Attr) {
+	e.mu.Lock()
+	e.attrs = append(e.attrs, attrs...)
+	e.mu.Unlock()
 }
 
 // SetStatus makes the log line show code instead of the status written (499
