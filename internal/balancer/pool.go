@@ -38,6 +38,7 @@ type Pool struct {
 	tlsConf     *tls.Config
 	logger      *slog.Logger
 	m           *metrics
+	buffers     *bufferPool
 }
 
 type snapshot struct {
@@ -47,7 +48,7 @@ type snapshot struct {
 
 // NewPool returns an empty pool whose metrics are registered on opts.Registerer.
 func NewPool(opts PoolOptions) (*Pool, error) {
-	p := &Pool{tlsConf: opts.TLSConfig, logger: opts.Logger, perTry: opts.PerTryTimeout}
+	p := &Pool{tlsConf: opts.TLSConfig, logger: opts.Logger, perTry: opts.PerTryTimeout, buffers: newBufferPool()}
 	if p.logger == nil {
 		p.logger = slog.New(slog.DiscardHandler)
 	}
@@ -113,7 +114,7 @@ func (p *Pool) lookup(name string) (*Backend, error) {
 func (p *Pool) newBackend(name string, u *url.URL, draining bool) *Backend {
 	b := &Backend{name: name, url: u}
 	b.tr.Store(p.newTransport(u.Scheme))
-	b.proxy = newReverseProxy(b, p.logger)
+	b.proxy = newReverseProxy(b, p.logger, p.buffers)
 	if draining {
 		b.state.Store(uint32(StateDraining))
 	}

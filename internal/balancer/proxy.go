@@ -332,9 +332,9 @@ func (st *reqState) skipped(b *Backend) bool {
 
 // noteFailOpen logs when the proxy starts and stops failing open.
 func (p *Proxy) noteFailOpen(open, any bool) {
-	if open && any && !p.openFail.Swap(true) {
+	if open && any && !p.openFail.Load() && !p.openFail.Swap(true) {
 		p.logger.Warn("no healthy backend: failing open to the active backends")
-	} else if !open && p.openFail.Swap(false) {
+	} else if !open && p.openFail.Load() && p.openFail.Swap(false) {
 		p.logger.Info("healthy backend available again: fail-open ended")
 	}
 }

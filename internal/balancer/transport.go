@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"sync"
 	"time"
 )
 
@@ -81,6 +82,20 @@ func newTransport(scheme string, dialTimeout func() time.Duration, perTry time.D
 	return t
 }
 
+// bufferPool recycles the 32 KiB buffers the reverse proxies copy response bodies with.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { return new([32 << 10]byte) }}}
+}
+
+func (bp *bufferPool) Get() []byte { return bp.p.Get().(*[32 << 10]byte)[:] }
+func (bp *bufferPool) Put(b []byte) {
+	if len(b) == 32<<10 {
+		bp.p.Put((*[32 << 10]byte)(b))
+	}
+}
+
 // backendTransport forwards to the backend's current transport, which a reload may replace.
 type backendTransport struct{ b *Backend }
 
@@ -90,8 +105,9 @@ func (t backendTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // newReverseProxy builds the per-backend reverse proxy. The hooks find the request's
 // dispatch state in its context (see proxy.go); errors are recorded, never written.
-func newReverseProxy(b *Backend, logger *slog.Logger) *httputil.ReverseProxy {
+func newReverseProxy(b *Backend, logger *slog.Logger, buffers httputil.BufferPool) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
+		BufferPool:     buffers,
 		Rewrite:        func(pr *httputil.ProxyRequest) { rewrite(b, pr) },
 		Transport:      backendTransport{b: b},
 		FlushInterval:  -1,
