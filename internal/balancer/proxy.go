@@ -236,9 +236,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c, msg := errorStatus(reason)
 		code = writeError(w, c, msg)
 	}
-	if attempts > 0 {
-		logging.Annotate(ctx, slog.String("backend", name), slog.Int("attempts", attempts))
+	logged := name
+	if last == nil {
+		logged = ""
 	}
+	logging.Annotate(ctx, slog.String("backend", logged), slog.Int("attempts", attempts))
 	if last == nil || !last.removed.Load() {
 		p.pool.m.requests.WithLabelValues(name, codeLabel(code)).Inc()
 		if last != nil {
