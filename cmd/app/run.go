@@ -122,9 +122,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	bgCtx, stopBG := context.WithCancel(ctx)
 	var bg sync.WaitGroup
 	defer func() { stopBG(); bg.Wait() }()
-	bg.Go(func() { migrate(bgCtx, logger, pool, ready) })
-	bg.Go(func() { sess.Cleanup(bgCtx, cleanupEvery) })
-	bg.Go(func() { sweepUploads(bgCtx, logger, st) })
+	bg.Go(func() {
+		if !migrate(bgCtx, logger, pool, ready) {
+			return
+		}
+		// The tables exist from here on.
+		bg.Go(func() { sess.Cleanup(bgCtx, cleanupEvery) })
+		sweepUploads(bgCtx, logger, st)
+	})
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -152,6 +157,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("serve on %s: %w", addr, err)
 	}
 
+	logger.Info("shutting down", "shutdown_timeout", cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -162,10 +168,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return nil
 }
 
-// migrate applies the schema migrations, retrying until they succeed or ctx
-// ends; until then /healthz answers degraded. PostgreSQL being down at start
-// does not stop the app from starting.
-func migrate(ctx context.Context, logger *slog.Logger, pool *pgxpool.Pool, ready *app.Readiness) {
+// migrate applies the schema migrations, retrying until they succeed (true)
+// or ctx ends (false); until then /healthz answers degraded. PostgreSQL being
+// down at start does not stop the app from starting.
+func migrate(ctx context.Context, logger *slog.Logger, pool *pgxpool.Pool, ready *app.Readiness) bool {
 	const first, most = 250 * time.Millisecond, 10 * time.Second
 	wait := first
 	for {
@@ -175,17 +181,17 @@ func migrate(ctx context.Context, logger *slog.Logger, pool *pgxpool.Pool, ready
 		if err == nil {
 			ready.SetMigrated()
 			logger.Info("database migrated")
-			return
+			return true
 		}
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		logger.Warn("database migration failed; will retry", "err", err, "retry_in", wait.String())
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return false
 		case <-t.C:
 		}
 		wait = min(wait*2, most)

@@ -110,7 +110,8 @@ type inProcess struct {
 	URL    string
 	Log    *logLines
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when run returned
+	err    error         // run's result, once done is closed
 }
 
 // stop cancels run's context (as SIGTERM does) and returns run's error.
@@ -118,8 +119,8 @@ func (a *inProcess) stop(t *testing.T) error {
 	t.Helper()
 	a.cancel()
 	select {
-	case err := <-a.done:
-		return err
+	case <-a.done:
+		return a.err
 	case <-time.After(30 * time.Second):
 		t.Fatalf("run did not return within 30s of the stop; log:\n%s", a.Log.String())
 		return nil
@@ -143,9 +144,12 @@ func testEnv(t *testing.T, dsn string) map[string]string {
 func startApp(t *testing.T, env map[string]string) *inProcess {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &inProcess{Log: newLogLines(), cancel: cancel, done: make(chan error, 1)}
+	a := &inProcess{Log: newLogLines(), cancel: cancel, done: make(chan struct{})}
 	var stderr bytes.Buffer
-	go func() { a.done <- run(ctx, []string{"app"}, envMap(env), a.Log, &stderr) }()
+	go func() {
+		defer close(a.done)
+		a.err = run(ctx, []string{"app"}, envMap(env), a.Log, &stderr)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-a.done
@@ -254,7 +258,7 @@ func TestSpoofedForwardedForIgnored(t *testing.T) {
 func TestDatabaseDownAtStart(t *testing.T) {
 	ctx := t.Context()
 	port := freePort(t)
-	c, err := pgtest.StartCluster(ctx, pgtest.ClusterOptions{Dir: t.TempDir(), Port: port})
+	c, err := pgtest.StartCluster(ctx, pgtest.ClusterOptions{Port: port})
 	if err != nil {
 		t.Fatalf("start cluster: %v", err)
 	}

@@ -60,10 +60,10 @@ func (e *limitedError) retryAfterSeconds() int {
 // unknown username costs the same bcrypt comparison as a known one.
 type accounts struct {
 	logger *slog.Logger
-	st    *store.Store
-	cost  int
-	slots chan struct{}
-	dummy []byte // hash compared against for unknown usernames
+	st     *store.Store
+	cost   int
+	slots  chan struct{}
+	dummy  []byte // hash compared against for unknown usernames
 }
 
 // newAccounts hashes passwords at cost (0 = bcrypt.DefaultCost, else

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
@@ -260,7 +261,7 @@ func multipartBody(t testing.TB, field, name string, data []byte) (*bytes.Buffer
 	var b bytes.Buffer
 	mw := multipart.NewWriter(&b)
 	h := make(textproto.MIMEHeader)
-	h.Set("Content-Disposition", `form-data; name="`+field+`"; filename="`+name+`"`)
+	h.Set("Content-Disposition", mime.FormatMediaType("form-data", map[string]string{"name": field, "filename": name}))
 	h.Set("Content-Type", "application/octet-stream")
 	pw, err := mw.CreatePart(h)
 	if err != nil {
