@@ -28,7 +28,9 @@ type ProxyConfig struct {
 	PerTryTimeout time.Duration
 	// MaxRetries is how many other backends a request may be retried on.
 	MaxRetries int
-	// RetryBudget is the share of requests over 10 s that may be retries (at least 3/s).
+	// RetryBudget is the share of requests over 10 s that may be retries after a reset or a
+	// timeout (at least 3/s). Retries after a dial error, which never reached a backend and
+	// cost it nothing, are bounded by MaxRetries only.
 	RetryBudget float64
 	// RetryBodyBytes is the largest request body buffered for replay.
 	RetryBodyBytes int64

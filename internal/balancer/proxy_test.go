@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -589,4 +590,56 @@ func TestSetConfigAndPolicyAtRuntime(t *testing.T) {
 	if code, _ := r.do(t, http.MethodGet, "/", nil); code != 200 {
 		t.Errorf("max_retries 1: got %d, want 200", code)
 	}
+}
+
+func TestFlappingBackendGETsSucceed(t *testing.T) {
+	var n atomic.Int64
+	flappy := newBackend(t, "flappy", func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%2 == 1 {
+			dyingHandler(w, r) // every other request: the connection drops
+			return
+		}
+		_, _ = io.WriteString(w, "flappy")
+	})
+	steady := newBackend(t, "steady", nil)
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, flappy.URL, steady.URL)
+	for i := range 40 {
+		if code, body := r.do(t, http.MethodGet, "/", nil); code != 200 {
+			t.Fatalf("GET %d: %d %q", i, code, body)
+		}
+	}
+	if failed, _ := r.obs.counts("b0"); failed == 0 {
+		t.Error("observer saw no failures of the flapping backend")
+	}
+}
+
+func TestInFlightUntilBodyCopied(t *testing.T) {
+	more := make(chan struct{})
+	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "first\n")
+		_ = http.NewResponseController(w).Flush()
+		<-more
+		_, _ = io.WriteString(w, "second\n")
+	})
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL)
+	res, err := r.front.Client().Get(r.front.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	br := bufio.NewReader(res.Body)
+	if line, _ := br.ReadString('\n'); line != "first\n" {
+		t.Fatalf("got %q", line)
+	}
+	if st, _ := r.pool.Get("b0"); st.InFlight != 1 {
+		t.Errorf("headers and part of the body sent: in flight %d, want 1", st.InFlight)
+	}
+	close(more)
+	if rest, _ := io.ReadAll(br); string(rest) != "second\n" {
+		t.Fatalf("rest %q", rest)
+	}
+	waitFor(t, 5*time.Second, "in flight 0", func() bool {
+		st, _ := r.pool.Get("b0")
+		return st.InFlight == 0
+	})
 }
