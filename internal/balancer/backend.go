@@ -95,8 +95,8 @@ func (b *Backend) release() {
 		}
 		b.mu.Unlock()
 	}
-	if b.removed.Load() {
-		b.closeIdle()
+	if b.removed.Load() || b.State() == StateDraining {
+		b.closeIdle() // connections freed by the last requests must not linger in the pool
 	}
 }
 

@@ -347,3 +347,38 @@ func TestSetTimeoutsReplacesTransport(t *testing.T) {
 		t.Errorf("dial timeout %v, want 1s", got)
 	}
 }
+
+func TestDrainedBackendKeepsNoIdleConnections(t *testing.T) {
+	release := make(gate)
+	arrived := make(chan struct{}, 1)
+	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			<-release
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL)
+	done := make(chan int, 1)
+	go func() {
+		code, _ := r.do(t, http.MethodGet, "/slow", nil)
+		done <- code
+	}()
+	<-arrived
+	if _, err := r.pool.Drain("b0"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if code := <-done; code != 200 {
+		t.Fatalf("in-flight request: %d", code)
+	}
+	if _, err := r.pool.Enable("b0"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := r.do(t, http.MethodGet, "/", nil); code != 200 {
+		t.Fatalf("after enable: %d", code)
+	}
+	if got := be.conns.Load(); got != 2 {
+		t.Errorf("backend saw %d connections, want 2 (the one used while draining was not kept)", got)
+	}
+}
