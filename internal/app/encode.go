@@ -54,9 +54,12 @@ type validator interface {
 type requestError struct {
 	Status int
 	Msg    string
+	Err    error // the cause, if any
 }
 
 func (e *requestError) Error() string { return e.Msg }
+
+func (e *requestError) Unwrap() error { return e.Err }
 
 // decode reads one JSON value of type T from r's body (at most maxJSONBytes,
 // unknown fields refused) and validates it.
@@ -68,18 +71,18 @@ func decode[T validator](w http.ResponseWriter, r *http.Request) (T, error) {
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
-			return v, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", tooBig.Limit)}
+			return v, &requestError{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("request body over %d bytes", tooBig.Limit)}
 		case errors.Is(err, io.EOF):
-			return v, &requestError{http.StatusBadRequest, "request body: JSON object required"}
+			return v, &requestError{Status: http.StatusBadRequest, Msg: "request body: JSON object required"}
 		default:
-			return v, &requestError{http.StatusBadRequest, "request body: " + err.Error()}
+			return v, &requestError{Status: http.StatusBadRequest, Msg: "request body: " + err.Error()}
 		}
 	}
 	if dec.More() {
-		return v, &requestError{http.StatusBadRequest, "request body: one JSON object only"}
+		return v, &requestError{Status: http.StatusBadRequest, Msg: "request body: one JSON object only"}
 	}
 	if p := v.Valid(); p != "" {
-		return v, &requestError{http.StatusBadRequest, p}
+		return v, &requestError{Status: http.StatusBadRequest, Msg: p}
 	}
 	return v, nil
 }

@@ -12,10 +12,14 @@ import (
 	"time"
 
 	"outrigger/internal/app/store"
+	"outrigger/internal/logging"
 )
 
 // sniffLen is how much of an upload http.DetectContentType looks at.
 const sniffLen = 512
+
+// statusClientGone is what the request log shows for a client that went away.
+const statusClientGone = 499
 
 // fileBody is the JSON of a file (upload answer, list entries).
 type fileBody struct {
@@ -46,6 +50,10 @@ func handleUpload(cfg Config, logger *slog.Logger, st *store.Store, ss *sessionS
 
 // writeUploadError answers a failed upload: 400, 413 or 503.
 func writeUploadError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
+	if r.Context().Err() != nil || errors.Is(err, io.ErrUnexpectedEOF) {
+		// The client went away (or cut its body short); nobody reads the answer.
+		logging.SetStatus(r.Context(), statusClientGone)
+	}
 	var re *requestError
 	switch {
 	case errors.As(err, &re):
@@ -54,7 +62,6 @@ func writeUploadError(w http.ResponseWriter, r *http.Request, logger *slog.Logge
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "too many transfers at once, try again")
 	case r.Context().Err() != nil:
-		// The client went away; nobody reads the answer.
 		writeError(w, http.StatusBadRequest, "upload interrupted")
 	default:
 		unavailable(w, r, logger, "upload", err)
@@ -80,9 +87,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 func bodyError(err error, limit int64) error {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("upload over %d bytes", limit)}
+		return &requestError{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("upload over %d bytes", limit), Err: err}
 	}
-	return &requestError{http.StatusBadRequest, "reading upload: " + err.Error()}
+	return &requestError{Status: http.StatusBadRequest, Msg: "reading upload: " + err.Error(), Err: err}
 }
 
 // receiveUpload streams the "file" part of a multipart body into the store.
@@ -97,13 +104,13 @@ func receiveUpload(w http.ResponseWriter, r *http.Request, cfg Config, st *store
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return store.File{}, &requestError{http.StatusBadRequest, "multipart/form-data body with a \"file\" field required"}
+		return store.File{}, &requestError{Status: http.StatusBadRequest, Msg: "multipart/form-data body with a \"file\" field required"}
 	}
 	for {
 		part, err := mr.NextPart()
 		switch {
 		case err == io.EOF:
-			return store.File{}, &requestError{http.StatusBadRequest, "no \"file\" field in the form"}
+			return store.File{}, &requestError{Status: http.StatusBadRequest, Msg: "no \"file\" field in the form"}
 		case err != nil:
 			return store.File{}, bodyError(err, limit)
 		}
@@ -167,7 +174,7 @@ func pageParams(r *http.Request) (after string, limit int, err error) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > store.MaxListLimit {
-			return "", 0, &requestError{http.StatusBadRequest, fmt.Sprintf("limit must be 1 to %d", store.MaxListLimit)}
+			return "", 0, &requestError{Status: http.StatusBadRequest, Msg: fmt.Sprintf("limit must be 1 to %d", store.MaxListLimit)}
 		}
 		limit = n
 	}
@@ -208,7 +215,12 @@ func handleDownload(logger *slog.Logger, st *store.Store, ss *sessionStore, tr *
 		if r.Method == http.MethodHead {
 			return
 		}
-		if _, err := st.CopyFileTo(r.Context(), w, f); err != nil && r.Context().Err() == nil {
+		_, err = st.CopyFileTo(r.Context(), w, f)
+		switch {
+		case err == nil:
+		case r.Context().Err() != nil:
+			logging.SetStatus(r.Context(), statusClientGone)
+		default:
 			// Headers are gone; the short body (Content-Length) tells the client.
 			logger.LogAttrs(r.Context(), slog.LevelError, "download failed",
 				slog.String("request_id", requestID(r)), slog.String("file", f.ID), slog.Any("err", err))

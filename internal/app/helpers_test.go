@@ -307,3 +307,5 @@ func mustURL(t testing.TB, s string) *url.URL {
 	}
 	return u
 }
+
+func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }

@@ -39,8 +39,10 @@ func addRoutes(mux *http.ServeMux, cfg Config, logger *slog.Logger, ips *clienti
 // errors like every other API answer (the Allow header of a 405 is kept).
 func jsonMuxErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := mux.Handler(r); pattern == "" && strings.HasPrefix(r.URL.Path, "/api/") {
-			w = &jsonErrorWriter{ResponseWriter: w}
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			if _, pattern := mux.Handler(r); pattern == "" {
+				w = &jsonErrorWriter{ResponseWriter: w}
+			}
 		}
 		mux.ServeHTTP(w, r)
 	})
