@@ -17,8 +17,6 @@ type Backend struct {
 	url   *url.URL
 	tr    atomic.Pointer[http.Transport]
 	proxy *httputil.ReverseProxy
-	// timeouts the current transport was built with (guarded by the pool's mutex).
-	perTry time.Duration
 
 	state    atomic.Uint32
 	healthy  atomic.Bool

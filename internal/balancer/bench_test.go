@@ -21,7 +21,7 @@ func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) WriteHeader(code int)        { w.code = code }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
-func benchProxy(b *testing.B, backends int) (*Proxy, []*testBackend) {
+func benchProxy(b testing.TB, backends int) (*Proxy, []*testBackend) {
 	b.Helper()
 	pool, err := NewPool(PoolOptions{Registerer: prometheus.NewRegistry()})
 	if err != nil {

@@ -228,4 +228,4 @@ func checkCount(t *testing.T, reg *prometheus.Registry, backend, result string) 
 	return 0
 }
 
-var bg = context.Background
+func bg() context.Context { return context.Background() }
