@@ -249,9 +249,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.pool.m.duration.WithLabelValues(name).Observe(time.Since(begin).Seconds())
 		}
 	}
-	if aborted {
-		panic(http.ErrAbortHandler) // cut the client's response: it is incomplete
+	if aborted && code != 499 {
+		logging.Annotate(ctx, slog.Bool("broken", true))
+		abortResponse(w)
 	}
+}
+
+// abortResponse cuts a response the backend broke off, so the client sees it incomplete rather
+// than ended: it closes an HTTP/1 connection, else aborts the handler (an HTTP/2 stream reset).
+func abortResponse(w http.ResponseWriter) {
+	if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+		_ = c.Close()
+		return
+	}
+	panic(http.ErrAbortHandler)
 }
 
 // attempt sends the request to b once. It reports whether the reverse proxy aborted a response

@@ -310,8 +310,45 @@ func TestBrokenResponseNotRetried(t *testing.T) {
 	waitFor(t, 5*time.Second, "broken counter", func() bool {
 		return counter(t, r.reg, "lb_responses_broken_total", map[string]string{"backend": "b0"}) == 1
 	})
-	if st, _ := r.pool.Get("b0"); st.InFlight != 0 {
-		t.Errorf("in flight %d after a broken response, want 0", st.InFlight)
+	if st, _ := r.pool.Get("b0"); st.InFlight != 0 || st.Failures != 1 {
+		t.Errorf("in flight %d failures %d after a broken response, want 0 and 1", st.InFlight, st.Failures)
+	}
+	if line := r.lines(t, 1)[0]; line["broken"] != true || line["backend"] != "b0" {
+		t.Errorf("log line %v, want broken=true on b0", line)
+	}
+}
+
+func TestClientGoneMidBody(t *testing.T) {
+	more := make(chan struct{})
+	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "first\n")
+		_ = http.NewResponseController(w).Flush()
+		<-more
+		for range 64 { // enough to fail writing to the departed client
+			_, _ = w.Write(make([]byte, 32<<10))
+		}
+	})
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL)
+	res, err := r.front.Client().Get(r.front.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(res.Body)
+	if line, _ := br.ReadString('\n'); line != "first\n" {
+		t.Fatalf("got %q", line)
+	}
+	r.front.CloseClientConnections() // the client goes away mid-body
+	close(more)
+	if line := r.lines(t, 1)[0]; line["status"] != float64(499) || line["broken"] != nil {
+		t.Errorf("log line %v, want status 499 and not broken", line)
+	}
+	res.Body.Close()
+	st, _ := r.pool.Get("b0")
+	if st.Failures != 0 {
+		t.Errorf("failures %d, want 0: a departed client is not the backend's fault", st.Failures)
+	}
+	if failed, _ := r.obs.counts("b0"); failed != 0 {
+		t.Errorf("observer saw %d failures, want 0", failed)
 	}
 }
 
