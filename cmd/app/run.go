@@ -42,8 +42,11 @@ const (
 	maxHeaderBytes = 64 << 10
 	// cleanupEvery is how often expired sessions and stale uploads are swept.
 	cleanupEvery = 5 * time.Minute
-	// staleUploadAge is how old an unfinished upload must be to be swept.
+	// staleUploadAge is how long an unfinished upload may make no progress before it is swept.
 	staleUploadAge = time.Hour
+	// oldLoginFailure is the age past which failed logins are deleted (the
+	// limit counts 15 minutes).
+	oldLoginFailure = time.Hour
 )
 
 // run is the whole program: it reads the environment through getenv, serves
@@ -77,6 +80,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return &configError{Var: "LOG_FORMAT", Msg: err.Error()}
 	}
+	return serve(ctx, cfg, logger)
+}
+
+// serve runs the app with cfg until ctx is cancelled, then drains: /healthz
+// says draining and answers carry Connection: close for SHUTDOWN_DELAY, then a
+// graceful shutdown of up to SHUTDOWN_TIMEOUT.
+func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if cfg.Pool.ConnConfig.ConnectTimeout == 0 {
 		cfg.Pool.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
@@ -128,7 +138,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		// The tables exist from here on.
 		bg.Go(func() { sess.Cleanup(bgCtx, cleanupEvery) })
-		sweepUploads(bgCtx, logger, st)
+		sweep(bgCtx, logger, st)
 	})
 
 	serveErr := make(chan error, 1)
@@ -198,9 +208,9 @@ func migrate(ctx context.Context, logger *slog.Logger, pool *pgxpool.Pool, ready
 	}
 }
 
-// sweepUploads deletes unfinished uploads older than staleUploadAge every
-// cleanupEvery, until ctx ends.
-func sweepUploads(ctx context.Context, logger *slog.Logger, st *store.Store) {
+// sweep deletes, every cleanupEvery until ctx ends, unfinished uploads older
+// than staleUploadAge and login failures too old to count any more.
+func sweep(ctx context.Context, logger *slog.Logger, st *store.Store) {
 	t := time.NewTicker(cleanupEvery)
 	defer t.Stop()
 	for {
@@ -215,6 +225,9 @@ func sweepUploads(ctx context.Context, logger *slog.Logger, st *store.Store) {
 			logger.Warn("stale upload sweep failed", "err", err)
 		case n > 0:
 			logger.Info("stale uploads swept", "files", n)
+		}
+		if _, err := st.PruneLoginFailures(ctx, oldLoginFailure); err != nil && ctx.Err() == nil {
+			logger.Warn("login failure pruning failed", "err", err)
 		}
 	}
 }

@@ -64,7 +64,10 @@ func TestUpload(t *testing.T) {
 		{"not multipart", strings.NewReader(`{"file":"x"}`), "application/json", http.StatusBadRequest},
 		{"no file field", mustMultipart(t, "other", "x.txt", []byte("x")), "", http.StatusBadRequest},
 		{"cut multipart", strings.NewReader("--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nabc"), "multipart/form-data; boundary=b", http.StatusBadRequest},
+		{"cut after chunks", io.MultiReader(strings.NewReader("--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\n"),
+			bytes.NewReader(bytes.Repeat([]byte("c"), 600<<10))), "multipart/form-data; boundary=b", http.StatusBadRequest},
 	}
+	files, chunks := count(t, a.pool, "files"), count(t, a.pool, "file_chunks")
 	for _, tc := range errs {
 		t.Run(tc.name, func(t *testing.T) {
 			ctype := tc.ctype
@@ -76,8 +79,8 @@ func TestUpload(t *testing.T) {
 			r.errorText(t)
 		})
 	}
-	if n := count(t, a.pool, "files WHERE state <> 'ready'"); n != 0 {
-		t.Errorf("%d unfinished files left", n)
+	if f, ch := count(t, a.pool, "files"), count(t, a.pool, "file_chunks"); f != files || ch != chunks {
+		t.Errorf("after refused uploads: %d files and %d chunks, want %d and %d", f, ch, files, chunks)
 	}
 
 	anon := newAgent(t)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"strconv"
 	"strings"
@@ -70,6 +71,8 @@ func writeUploadError(w http.ResponseWriter, r *http.Request, logger *slog.Logge
 
 // bodyReader remembers the error reading the request body gave, so that a
 // failed upload can be blamed on the client (400/413) or the database (503).
+// It wraps that error, so that a body cut short (io.ErrUnexpectedEOF from the
+// multipart reader) is never mistaken for the short last read of io.ReadFull.
 type bodyReader struct {
 	r   io.Reader
 	err error
@@ -79,6 +82,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	if err != nil && err != io.EOF {
 		b.err = err
+		err = fmt.Errorf("read upload: %w", err)
 	}
 	return n, err
 }
@@ -106,39 +110,41 @@ func receiveUpload(w http.ResponseWriter, r *http.Request, cfg Config, st *store
 	if err != nil {
 		return store.File{}, &requestError{Status: http.StatusBadRequest, Msg: "multipart/form-data body with a \"file\" field required"}
 	}
-	for {
-		part, err := mr.NextPart()
+	var part *multipart.Part
+	for part == nil {
+		p, err := mr.NextPart()
 		switch {
 		case err == io.EOF:
 			return store.File{}, &requestError{Status: http.StatusBadRequest, Msg: "no \"file\" field in the form"}
 		case err != nil:
 			return store.File{}, bodyError(err, limit)
-		}
-		if part.FormName() != "file" {
-			if _, err := io.Copy(io.Discard, part); err != nil {
+		case p.FormName() == "file":
+			part = p
+		default: // another field: skipped
+			if _, err := io.Copy(io.Discard, p); err != nil {
 				return store.File{}, bodyError(err, limit)
 			}
-			continue
 		}
-		if err := tr.acquire(r.Context()); err != nil {
-			return store.File{}, err
-		}
-		defer tr.release()
-		body := &bodyReader{r: part}
-		br := bufio.NewReaderSize(body, 64<<10)
-		head, err := br.Peek(sniffLen)
-		if err != nil && err != io.EOF && body.err != nil {
-			return store.File{}, bodyError(body.err, limit)
-		}
-		f, err := st.CreateFile(r.Context(), user.ID, cleanName(part.FileName()), sniffType(head), br)
-		if err != nil {
-			if body.err != nil {
-				return store.File{}, bodyError(body.err, limit)
-			}
-			return store.File{}, err
-		}
-		return f, nil
 	}
+
+	if err := tr.acquire(r.Context()); err != nil {
+		return store.File{}, err
+	}
+	defer tr.release()
+	body := &bodyReader{r: part}
+	br := bufio.NewReaderSize(body, 4096)
+	head, _ := br.Peek(sniffLen) // a short file, or a read error that body.err holds
+	if body.err != nil {
+		return store.File{}, bodyError(body.err, limit)
+	}
+	f, err := st.CreateFile(r.Context(), user.ID, cleanName(part.FileName()), sniffType(head), br)
+	switch {
+	case err != nil && body.err != nil:
+		return store.File{}, bodyError(body.err, limit)
+	case err != nil:
+		return store.File{}, err
+	}
+	return f, nil
 }
 
 // handleListFiles: 200 with the caller's files, ?after=ID&limit=N.
