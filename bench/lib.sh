@@ -354,6 +354,16 @@ cpu_ticks() {
 	echo "$sum"
 }
 
+# rw_syscalls PIDS...: read+write system calls so far (syscr+syscw of /proc/PID/io), summed.
+rw_syscalls() {
+	local sum=0 p v
+	for p in "$@"; do
+		v=$(awk '/^sysc[rw]:/ {n += $2} END {print n + 0}' "/proc/$p/io" 2>/dev/null || echo 0)
+		sum=$((sum + ${v:-0}))
+	done
+	echo "$sum"
+}
+
 # hwm_kb PIDS...: VmHWM summed (kB); shared pages of nginx workers count twice.
 hwm_kb() {
 	local sum=0 p v

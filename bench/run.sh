@@ -19,6 +19,8 @@
 #   BENCH_LB_BIN=PATH    use this lb binary instead of building ./cmd/lb
 #   BENCH_LBX_BIN=PATH BENCH_LBX_ENV="K=V ..."  a second lb (target "lbx", e.g. a
 #                        candidate optimisation) benchmarked beside lb; add lbx to BENCH_TARGETS
+#   BENCH_LBX_PATCH=FILE lbx = the working tree with this patch (-p1) applied, e.g.
+#                        bench/candidates/flush-interval-0.patch; lbx is added to the targets
 #   BENCH_KEEP=1         keep the temporary work directory (configs, logs)
 set -euo pipefail
 
@@ -44,6 +46,19 @@ if ((want_lb)); then
 	fi
 fi
 
+LBX_DESC=${BENCH_LBX_BIN:+$BENCH_LBX_BIN${BENCH_LBX_ENV:+ with $BENCH_LBX_ENV}}
+# A candidate optimisation: the working tree with a patch applied, built as lbx.
+if [[ -n "${BENCH_LBX_PATCH:-}" ]]; then
+	patch_file=$(cd "$(dirname "$BENCH_LBX_PATCH")" && pwd)/$(basename "$BENCH_LBX_PATCH")
+	log "building lbx: the working tree with $BENCH_LBX_PATCH"
+	mkdir -p "$WORK/lbx-src"
+	tar -C "$ROOT" --exclude=./.git --exclude=./bench/results --exclude=./bin -cf - . | tar -C "$WORK/lbx-src" -xf -
+	(cd "$WORK/lbx-src" && patch -s -p1 <"$patch_file" && go build -o "$WORK/bin/lbx" ./cmd/lb) ||
+		die "could not apply $BENCH_LBX_PATCH or build lbx"
+	BENCH_LBX_BIN=$WORK/bin/lbx
+	LBX_DESC="lb + $BENCH_LBX_PATCH${BENCH_LBX_ENV:+ with $BENCH_LBX_ENV}"
+	[[ " ${TARGETS[*]} " == *" lbx "* ]] || TARGETS+=(lbx)
+fi
 make_tls
 
 TCK=$(getconf CLK_TCK)
@@ -52,16 +67,18 @@ printf 'mode\ttarget\tround\trps\trequests\tp50_us\tp99_us\tmax_us\terrors\trss_
 
 # bench MODE TARGET ROUND SECONDS RECORD(0|1)
 bench() {
-	local mode=$1 target=$2 round=$3 secs=$4 record=$5 u pids before after line raw
+	local mode=$1 target=$2 round=$3 secs=$4 record=$5 u pids before after sys_before sys_after line raw
 	u=$(url "$target" "$mode")
 	local hdr=()
 	[[ $mode == hs ]] && hdr=(-H "Connection: close")
 	mapfile -t pids < <(pids_of "$target")
 	before=$(cpu_ticks "${pids[@]}")
+	sys_before=$(rw_syscalls "${pids[@]}")
 	raw="$WORK/raw/$mode-$target-$round.txt"
 	timeout --kill-after=5 $((secs + 20)) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout "$WRK_TIMEOUT" \
 		--latency -s "$BENCH/report.lua" "${hdr[@]}" "$u" >"$raw" 2>&1 || log "wrk $mode $target exited non-zero"
 	after=$(cpu_ticks "${pids[@]}")
+	sys_after=$(rw_syscalls "${pids[@]}")
 	((record)) || return 0
 	line=$(grep '^WRKRESULT' "$raw" || true)
 	if [[ -z "$line" ]]; then
@@ -71,13 +88,14 @@ bench() {
 	# shellcheck disable=SC2086
 	set -- $line
 	local requests=$2 dur=$3 p50=$4 p99=$5 max=$6 errs=$(($7 + $8 + $9 + ${10} + ${11}))
-	local rps cpu rss
+	local rps cpu rss sysc
 	rps=$(awk -v r="$requests" -v d="$dur" 'BEGIN {printf "%.0f", r / (d / 1e6)}')
 	cpu=$(awk -v t="$((after - before))" -v hz="$TCK" -v r="$requests" 'BEGIN {if (r > 0) printf "%.1f", t * 1e6 / hz / r; else print 0}')
 	rss=$(hwm_kb "${pids[@]}")
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$target" "$round" "$rps" "$requests" "$p50" "$p99" "$max" "$errs" "$rss" "$cpu" >>"$RUNS"
-	log "$(printf '%-5s %-7s round %d: %7s req/s  p50 %6s us  p99 %6s us  cpu %6s us/req  rss %6s kB  errors %s' \
-		"$mode" "$target" "$round" "$rps" "$p50" "$p99" "$cpu" "$rss" "$errs")"
+	sysc=$(awk -v n="$((sys_after - sys_before))" -v r="$requests" 'BEGIN {if (r > 0) printf "%.2f", n / r; else print 0}')
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$target" "$round" "$rps" "$requests" "$p50" "$p99" "$max" "$errs" "$rss" "$cpu" "$sysc" >>"$RUNS"
+	log "$(printf '%-5s %-7s round %d: %7s req/s  p50 %6s us  p99 %6s us  cpu %6s us/req  r+w %5s/req  rss %6s kB  errors %s' \
+		"$mode" "$target" "$round" "$rps" "$p50" "$p99" "$cpu" "$sysc" "$rss" "$errs")"
 }
 
 # ---------------------------------------------------------------- run
@@ -102,7 +120,7 @@ done
 {
 	echo "started=$START"
 	echo "finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-	echo "command=${BENCH_CMD:-bench/run.sh} (BENCH_QUICK=$QUICK rounds=$ROUNDS duration=${DURATION}s modes=${MODES[*]} targets=${TARGETS[*]}${BENCH_LB_ENV:+ lb_env=$BENCH_LB_ENV}${BENCH_LBX_BIN:+ lbx=$BENCH_LBX_BIN $BENCH_LBX_ENV})"
+	echo "command=${BENCH_CMD:-bench/run.sh} (BENCH_QUICK=$QUICK rounds=$ROUNDS duration=${DURATION}s modes=${MODES[*]} targets=${TARGETS[*]}${BENCH_LB_ENV:+ lb_env=$BENCH_LB_ENV}${LBX_DESC:+ lbx=$LBX_DESC})"
 	echo "wrk=wrk -t$THREADS -c$CONNS -d${DURATION}s --timeout $WRK_TIMEOUT --latency"
 	echo "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "versions=$(haproxy -v 2>/dev/null | head -n1 | awk '{print "HAProxy " $3}'), $(nginx -v 2>&1 | sed 's|.*nginx/|nginx |'), Caddy $(caddy version 2>/dev/null | awk '{print $1}'), $(go version | awk '{print $3}'), lb $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"

@@ -23,6 +23,7 @@ type Run struct {
 	Errors       int64
 	RSSKB        float64
 	CPUPerReq    float64 // microseconds of proxy CPU per request
+	SysPerReq    float64 // read+write system calls of the proxy per request
 }
 
 // Stat is min, median and max of one metric over the rounds.
@@ -30,10 +31,10 @@ type Stat struct{ Min, Med, Max float64 }
 
 // Summary is the aggregate of one target in one mode.
 type Summary struct {
-	Target                  string
-	Runs                    int
-	RPS, P50, P99, RSS, CPU Stat
-	Errors, Requests        int64
+	Target                       string
+	Runs                         int
+	RPS, P50, P99, RSS, CPU, Sys Stat
+	Errors, Requests             int64
 }
 
 // modeNames are the modes in report order, with their headings.
@@ -100,11 +101,11 @@ func parseRuns(r io.Reader) ([]Run, error) {
 			continue
 		}
 		f := strings.Split(text, "\t")
-		if len(f) != 11 {
-			return nil, fmt.Errorf("line %d: %d fields, want 11", line, len(f))
+		if len(f) != 11 && len(f) != 12 {
+			return nil, fmt.Errorf("line %d: %d fields, want 11 or 12", line, len(f))
 		}
-		var nums [9]float64
-		for i := range nums {
+		var nums [10]float64
+		for i := range f[2:] {
 			v, err := strconv.ParseFloat(f[i+2], 64)
 			if err != nil {
 				return nil, fmt.Errorf("line %d field %d: %w", line, i+3, err)
@@ -113,7 +114,7 @@ func parseRuns(r io.Reader) ([]Run, error) {
 		}
 		runs = append(runs, Run{
 			Mode: f[0], Target: f[1], Round: int(nums[0]), RPS: nums[1], Requests: int64(nums[2]),
-			P50: nums[3], P99: nums[4], Max: nums[5], Errors: int64(nums[6]), RSSKB: nums[7], CPUPerReq: nums[8],
+			P50: nums[3], P99: nums[4], Max: nums[5], Errors: int64(nums[6]), RSSKB: nums[7], CPUPerReq: nums[8], SysPerReq: nums[9],
 		})
 	}
 	if err := sc.Err(); err != nil {
@@ -176,6 +177,7 @@ func summarize(runs []Run, mode string) []Summary {
 		s.P99 = col(func(r Run) float64 { return r.P99 })
 		s.RSS = col(func(r Run) float64 { return r.RSSKB })
 		s.CPU = col(func(r Run) float64 { return r.CPUPerReq })
+		s.Sys = col(func(r Run) float64 { return r.SysPerReq })
 		for _, r := range rs {
 			s.Errors += r.Errors
 			s.Requests += r.Requests
@@ -214,7 +216,9 @@ func writeReport(w io.Writer, runs []Run, meta []string) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Medians over the interleaved rounds, [min–max] beside them. CPU is the proxy's")
 	fmt.Fprintln(w, "utime+stime (all its processes) per request; for `direct` it is the backend's.")
-	fmt.Fprintln(w, "RSS is VmHWM (peak) summed over the proxy's processes.")
+	fmt.Fprintln(w, "RSS is VmHWM (peak) summed over the proxy's processes. r+w is the proxy's read and")
+	fmt.Fprintln(w, "write system calls per request (syscr+syscw of /proc/PID/io: read/readv/write/writev,")
+	fmt.Fprintln(w, "not recv/send; so it compares the Go targets, while HAProxy and nginx read with recv).")
 	for _, mode := range modeNames {
 		sums := summarize(runs, mode.key)
 		if len(sums) == 0 {
@@ -222,16 +226,16 @@ func writeReport(w io.Writer, runs []Run, meta []string) {
 		}
 		direct, hasDirect := find(sums, "direct")
 		fmt.Fprintf(w, "\n## %s (`%s`)\n\n", mode.title, mode.key)
-		fmt.Fprintln(w, "| target | runs | req/s median [min–max] | × direct | p50 ms | p99 ms [min–max] | CPU µs/req [min–max] | peak RSS MB | errors |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+		fmt.Fprintln(w, "| target | runs | req/s median [min–max] | × direct | p50 ms | p99 ms [min–max] | CPU µs/req [min–max] | r+w /req | peak RSS MB | errors |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 		for _, s := range sums {
 			xd := "–"
 			if hasDirect {
 				xd = ratio(s.RPS.Med, direct.RPS.Med)
 			}
-			fmt.Fprintf(w, "| %s | %d | %.0f [%.0f–%.0f] | %s | %s | %s [%s–%s] | %.1f [%.1f–%.1f] | %.1f | %d |\n",
+			fmt.Fprintf(w, "| %s | %d | %.0f [%.0f–%.0f] | %s | %s | %s [%s–%s] | %.1f [%.1f–%.1f] | %.1f | %.1f | %d |\n",
 				s.Target, s.Runs, s.RPS.Med, s.RPS.Min, s.RPS.Max, xd, ms(s.P50.Med),
-				ms(s.P99.Med), ms(s.P99.Min), ms(s.P99.Max), s.CPU.Med, s.CPU.Min, s.CPU.Max, s.RSS.Max/1024, s.Errors)
+				ms(s.P99.Med), ms(s.P99.Min), ms(s.P99.Max), s.CPU.Med, s.CPU.Min, s.CPU.Max, s.Sys.Med, s.RSS.Max/1024, s.Errors)
 		}
 		if len(sums) > 1 {
 			fmt.Fprintln(w, "\nRatios of median req/s (row ÷ column); in brackets, row's CPU per request ÷ column's:")
@@ -260,11 +264,11 @@ func writeReport(w io.Writer, runs []Run, meta []string) {
 	}
 	writeTargets(w, runs)
 	fmt.Fprint(w, "\n## Every run\n\n")
-	fmt.Fprintln(w, "| mode | round | target | req/s | p50 ms | p99 ms | max ms | CPU µs/req | RSS MB | errors |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| mode | round | target | req/s | p50 ms | p99 ms | max ms | CPU µs/req | r+w /req | RSS MB | errors |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range runs {
-		fmt.Fprintf(w, "| %s | %d | %s | %.0f | %s | %s | %s | %.1f | %.1f | %d |\n",
-			r.Mode, r.Round, r.Target, r.RPS, ms(r.P50), ms(r.P99), ms(r.Max), r.CPUPerReq, r.RSSKB/1024, r.Errors)
+		fmt.Fprintf(w, "| %s | %d | %s | %.0f | %s | %s | %s | %.1f | %.1f | %.1f | %d |\n",
+			r.Mode, r.Round, r.Target, r.RPS, ms(r.P50), ms(r.P99), ms(r.Max), r.CPUPerReq, r.SysPerReq, r.RSSKB/1024, r.Errors)
 	}
 }
 

@@ -31,14 +31,15 @@ const sample = "mode\ttarget\tround\trps\trequests\tp50_us\tp99_us\tmax_us\terro
 	"http\tlb\t2\t20000\t100000\t1500\t9000\t9000\t2\t41000\t40\n" +
 	"http\tcaddy\t2\t12000\t60000\t4000\t9000\t12000\t0\t50000\t100\n" +
 	"http\thaproxy\t2\t42000\t210000\t1200\t4000\t6000\t0\t15000\t20\n" +
-	"http\tdirect\t2\t72000\t360000\t600\t3000\t5000\t0\t17000\t14\n"
+	"http\tdirect\t2\t72000\t360000\t600\t3000\t5000\t0\t17000\t14\n" +
+	"https\tlb\t1\t9000\t45000\t6000\t9000\t9900\t0\t30000\t120\t5.5\n"
 
 func TestParseAndSummarize(t *testing.T) {
 	runs, err := parseRuns(strings.NewReader(sample))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := len(runs), 8; got != want {
+	if got, want := len(runs), 9; got != want {
 		t.Fatalf("got %d runs, want %d", got, want)
 	}
 	sums := summarize(runs, "http")
@@ -72,6 +73,7 @@ func TestChecks(t *testing.T) {
 		"http: lb CPU/req ≤ 2× haproxy":     true,  // 35 ≤ 40
 		"http: lb p99 ≤ haproxy p99 + 2 ms": false, // 7000 > 4000 + 2000
 		"http: lb peak RSS ≤ 40 MB":         false, // 41000 kB
+		"https: lb peak RSS ≤ 40 MB":        true,  // 30000 kB
 	}
 	for k, w := range want {
 		g, ok := got[k]
@@ -119,7 +121,10 @@ func TestWriteReport(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(out, "## HTTPS") {
-		t.Error("report has an HTTPS section without HTTPS runs")
+	if !strings.Contains(out, "| lb | 1 | 9000 [9000–9000] | – | 6.00 | 9.00 [9.00–9.00] | 120.0 [120.0–120.0] | 5.5 | 29.3 | 0 |") {
+		t.Errorf("report lacks the https lb row with its r+w column:\n%s", out)
+	}
+	if strings.Contains(out, "## HTTPS, one TLS") {
+		t.Error("report has a handshake section without handshake runs")
 	}
 }
