@@ -96,11 +96,6 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	defer pool.Close()
 
-	sess, err := pgsession.New(pool, cfg.SessionKeys, pgsession.Options{MaxAge: cfg.SessionMaxAge, Secure: cfg.CookieSecure, Logger: logger})
-	if err != nil {
-		return &configError{Var: "SESSION_KEYS", Msg: err.Error()}
-	}
-
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -108,6 +103,12 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	addr := ln.Addr().String()
 	if cfg.Instance == "" {
 		cfg.Instance = defaultInstance(addr)
+	}
+	logger = logger.With("instance", cfg.Instance) // every line says which app server wrote it
+	sess, err := pgsession.New(pool, cfg.SessionKeys, pgsession.Options{MaxAge: cfg.SessionMaxAge, Secure: cfg.CookieSecure, Logger: logger})
+	if err != nil {
+		ln.Close()
+		return &configError{Var: "SESSION_KEYS", Msg: err.Error()}
 	}
 	st := store.New(pool)
 	ready := &app.Readiness{}
@@ -143,7 +144,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("listening", "listener", "app", "addr", addr, "instance", cfg.Instance, "version", version)
+	logger.Info("listening", "listener", "app", "addr", addr, "version", version)
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		logger.Warn("systemd notify failed", "err", err)
 	}

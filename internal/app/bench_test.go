@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // heapPeak samples the heap while a benchmark runs and reports the peak
@@ -113,4 +115,31 @@ func BenchmarkTransfer8MiB(b *testing.B) {
 		b.StopTimer()
 		h.report(b)
 	})
+}
+
+// BenchmarkLoginFailure compares a wrong password for a known user with a
+// login for an unknown one, at bcrypt.DefaultCost: the two should take the
+// same time (the unknown user is compared against a dummy hash), so that
+// timing does not tell which usernames exist.
+//
+//	go test -run '^$' -bench LoginFailure -benchtime 20x ./internal/app/
+func BenchmarkLoginFailure(b *testing.B) {
+	a := newTestApp(b, appOptions{plain: true, cfg: Config{BcryptCost: bcrypt.DefaultCost}})
+	c := newAgent(b)
+	wantStatus(b, c.call("POST", a.URL+"/api/signup", credentials{"known", "password1"}), http.StatusCreated)
+	for _, user := range []string{"known", "unknown"} {
+		b.Run(user, func(b *testing.B) {
+			for b.Loop() {
+				r := c.call("POST", a.URL+"/api/login", credentials{user, "wrong-password"})
+				if r.StatusCode != http.StatusUnauthorized {
+					b.Fatalf("status %d", r.StatusCode)
+				}
+				b.StopTimer()
+				if _, err := a.pool.Exec(b.Context(), "DELETE FROM login_failures"); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
+	}
 }

@@ -174,6 +174,13 @@ func TestDownload(t *testing.T) {
 		t.Errorf("body %q, want %q", d.Body, data)
 	}
 
+	// HEAD: the same headers, no body.
+	hd := alice.call("HEAD", a.URL+"/api/files/"+f.ID, nil)
+	wantStatus(t, hd, http.StatusOK)
+	if hd.Header.Get("ETag") != want["ETag"] || hd.ContentLength != int64(len(data)) || len(hd.Body) != 0 {
+		t.Errorf("HEAD: ETag %q, Content-Length %d, %d body bytes", hd.Header.Get("ETag"), hd.ContentLength, len(hd.Body))
+	}
+
 	// If-None-Match with the ETag: 304, no body.
 	nm := alice.call("GET", a.URL+"/api/files/"+f.ID, nil, "If-None-Match", d.Header.Get("ETag"))
 	wantStatus(t, nm, http.StatusNotModified)
