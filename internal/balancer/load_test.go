@@ -43,7 +43,7 @@ func TestKillOneFreezeOneUnderLoad(t *testing.T) {
 	const (
 		workers  = 8
 		duration = 2 * time.Second
-		perTry   = 300 * time.Millisecond
+		perTry   = 500 * time.Millisecond
 	)
 	release := make(gate)
 	var frozen atomic.Bool

@@ -111,7 +111,7 @@ func TestFrozenBackend(t *testing.T) {
 	frozen := newBackend(t, "frozen", func(w http.ResponseWriter, r *http.Request) { <-release })
 	live := newBackend(t, "live", nil)
 	cfg := defaultConfig()
-	cfg.PerTryTimeout = 150 * time.Millisecond
+	cfg.PerTryTimeout = 300 * time.Millisecond
 	r := newRig(t, cfg, PolicyRoundRobin, frozen.URL, live.URL)
 	release.openAtEnd(t)
 

@@ -99,7 +99,7 @@ func TestSlowBodyNotCutByPerTryTimeout(t *testing.T) {
 	const chunks = 8
 	be := newBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
-		tick := time.NewTicker(50 * time.Millisecond) // a slow producer: 8 x 50 ms > per-try
+		tick := time.NewTicker(100 * time.Millisecond) // a slow producer: 8 x 100 ms > per-try
 		defer tick.Stop()
 		for i := range chunks {
 			_, _ = io.WriteString(w, strings.Repeat(string(rune('a'+i)), 1000))
@@ -108,7 +108,7 @@ func TestSlowBodyNotCutByPerTryTimeout(t *testing.T) {
 		}
 	})
 	cfg := defaultConfig()
-	cfg.PerTryTimeout = 100 * time.Millisecond
+	cfg.PerTryTimeout = 250 * time.Millisecond
 	r := newRig(t, cfg, PolicyRoundRobin, be.URL)
 	code, body := r.do(t, http.MethodGet, "/big", nil)
 	if code != 200 || len(body) != chunks*1000 {
