@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"outrigger/internal/pgtest"
 )
@@ -87,4 +90,56 @@ func TestTwoApps(t *testing.T) {
 	}
 	call("GET", two.URL+"/api/me", "", nil, http.StatusOK).Body.Close()
 	call("GET", two.URL+"/api/files/"+f.ID, "", nil, http.StatusOK).Body.Close()
+}
+
+// TestShutdownTimeout: a request still running at SHUTDOWN_TIMEOUT is cut,
+// and run reports it (exit status 1), rather than waiting for ever.
+func TestShutdownTimeout(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	env := testEnv(t, dsn)
+	env["SHUTDOWN_TIMEOUT"] = "300ms"
+	a := startApp(t, env)
+	waitFor(t, 30*time.Second, "/healthz ok", func() bool { s, _, _ := health(http.DefaultClient, a.URL); return s == "ok" })
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	cred := `{"username":"alice","password":"password1"}`
+	for _, p := range []string{"/api/signup", "/api/login"} {
+		resp, err := client.Post(a.URL+p, "application/json", strings.NewReader(cred))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	// An upload that never finishes.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	mw := multipart.NewWriter(pw)
+	errc := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", a.URL+"/api/files", pr)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	fw, _ := mw.CreateFormFile("file", "stuck.bin")
+	fw.Write(make([]byte, 300<<10)) // the server is reading it: the request is in flight
+	db, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	waitFor(t, 10*time.Second, "the upload's first chunk in the database", func() bool {
+		var n int
+		return db.QueryRow(t.Context(), "SELECT count(*) FROM file_chunks").Scan(&n) == nil && n > 0
+	})
+
+	err = a.stop(t)
+	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "graceful shutdown") {
+		t.Errorf("run = %v (exit %d), want a graceful shutdown error, exit 1", err, exitCode(err))
+	}
+	pw.CloseWithError(io.ErrClosedPipe)
+	<-errc
 }
