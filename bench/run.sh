@@ -22,6 +22,7 @@
 #   BENCH_LBX_PATCH=FILE lbx = the working tree with this patch (-p1) applied, e.g.
 #                        bench/candidates/flush-interval-0.patch; lbx is added to the targets
 #   BENCH_KEEP=1         keep the temporary work directory (configs, logs)
+#   BENCH_E2E=0          skip the failover/rollout figures from internal/e2e (default: run them, ~30 s)
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -117,6 +118,25 @@ for mode in "${MODES[@]}"; do
 	stop_proxies
 done
 
+# Failover and deploy figures from the end-to-end tests (real lb, app, PostgreSQL).
+E2E_FILE=""
+if [[ "${BENCH_E2E:-1}" == 1 ]]; then
+	stop backend
+	log "end-to-end failover and rollout figures (go test ./internal/e2e -run 'TestOutage|TestRollout')"
+	E2E_FILE="$OUT/e2e.txt"
+	if "$ROOT/scripts/ensure-postgres.sh" >&2 &&
+		(cd "$ROOT" && timeout --kill-after=10 600 go test -count=1 -p 1 -v -run '^(TestOutage|TestRollout)$' -timeout 9m ./internal/e2e/) >"$OUT/e2e-full.txt" 2>&1; then
+		e2e_status="passed"
+	else
+		e2e_status="FAILED (see bench/results/e2e-full.txt)"
+	fi
+	{
+		echo "status: $e2e_status"
+		grep -E 'kill -9 app-2:|SIGSTOP app-3:|rollout v1 -> v2:|lb rollout took|lb marked .* down|healthy in lb' "$OUT/e2e-full.txt" |
+			sed -E 's/^ *[a-z_]+_test\.go:[0-9]+: //; s/; its output:$//' || true
+	} >"$E2E_FILE"
+fi
+
 {
 	echo "started=$START"
 	echo "finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -125,5 +145,5 @@ done
 	echo "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "versions=$(haproxy -v 2>/dev/null | head -n1 | awk '{print "HAProxy " $3}'), $(nginx -v 2>&1 | sed 's|.*nginx/|nginx |'), Caddy $(caddy version 2>/dev/null | awk '{print $1}'), $(go version | awk '{print $3}'), lb $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
 } >"$OUT/meta.txt"
-"$WORK/bin/report" -runs "$RUNS" -meta "$OUT/meta.txt" -out "$OUT/RESULTS.md"
+"$WORK/bin/report" -runs "$RUNS" -meta "$OUT/meta.txt" ${E2E_FILE:+-e2e "$E2E_FILE"} -out "$OUT/RESULTS.md"
 cat "$OUT/RESULTS.md"

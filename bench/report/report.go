@@ -52,6 +52,7 @@ func run(args []string, stdout io.Writer) error {
 	runsPath := fs.String("runs", "bench/results/runs.tsv", "per-run records (TSV)")
 	metaPath := fs.String("meta", "", "key=value lines describing the run (optional)")
 	outPath := fs.String("out", "", "write the markdown here (default stdout)")
+	e2ePath := fs.String("e2e", "", "failover and rollout figures from the end-to-end tests, one per line (optional)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -72,6 +73,14 @@ func run(args []string, stdout io.Writer) error {
 		}
 		meta = strings.Split(strings.TrimSpace(string(b)), "\n")
 	}
+	var e2e []string
+	if *e2ePath != "" {
+		b, err := os.ReadFile(*e2ePath)
+		if err != nil {
+			return fmt.Errorf("read e2e figures: %w", err)
+		}
+		e2e = strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
 	w := stdout
 	if *outPath != "" {
 		out, err := os.Create(*outPath)
@@ -82,7 +91,7 @@ func run(args []string, stdout io.Writer) error {
 		w = out
 	}
 	bw := bufio.NewWriter(w)
-	writeReport(bw, runs, meta)
+	writeReport(bw, runs, meta, e2e)
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
@@ -205,7 +214,7 @@ func ratio(a, b float64) string {
 	return strconv.FormatFloat(a/b, 'f', 2, 64) + "×"
 }
 
-func writeReport(w io.Writer, runs []Run, meta []string) {
+func writeReport(w io.Writer, runs []Run, meta, e2e []string) {
 	fmt.Fprintln(w, "# Outrigger lb vs HAProxy, nginx, Caddy")
 	fmt.Fprintln(w)
 	for _, m := range meta {
@@ -263,6 +272,14 @@ func writeReport(w io.Writer, runs []Run, meta []string) {
 		}
 	}
 	writeTargets(w, runs)
+	if len(e2e) > 0 {
+		fmt.Fprint(w, "\n## Failover and deploy (internal/e2e: TestOutage, TestRollout; HTTPS through lb, 3 apps)\n\n")
+		for _, l := range e2e {
+			if l = strings.TrimSpace(l); l != "" {
+				fmt.Fprintf(w, "- %s\n", l)
+			}
+		}
+	}
 	fmt.Fprint(w, "\n## Every run\n\n")
 	fmt.Fprintln(w, "| mode | round | target | req/s | p50 ms | p99 ms | max ms | CPU µs/req | r+w /req | RSS MB | errors |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")

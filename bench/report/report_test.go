@@ -108,7 +108,7 @@ func TestWriteReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	writeReport(&buf, runs, []string{"command=bench/run.sh"})
+	writeReport(&buf, runs, []string{"command=bench/run.sh"}, []string{"status: passed", "kill -9 app-2: 418 requests, 0 failed"})
 	out := buf.String()
 	for _, want := range []string{
 		"- command: bench/run.sh",
@@ -116,6 +116,8 @@ func TestWriteReport(t *testing.T) {
 		"| lb | 2 | 25000 [20000–30000] | 0.35× |",
 		"| http: lb p99 ≤ haproxy p99 + 2 ms | NO |",
 		"## Every run",
+		"## Failover and deploy",
+		"- kill -9 app-2: 418 requests, 0 failed",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
