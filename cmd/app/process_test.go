@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"mime/multipart"
 	"net"
@@ -240,5 +239,3 @@ func TestSIGTERM(t *testing.T) {
 	}
 	c.log.wait(t, time.Second, `msg="stopped"`, func(m map[string]any) bool { return m["msg"] == "stopped" })
 }
-
-var _ = fmt.Sprint

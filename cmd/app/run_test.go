@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -300,18 +296,6 @@ func TestDatabaseDownAtStart(t *testing.T) {
 		t.Errorf("run: %v", err)
 	}
 }
-
-// readLine reads one line of r, failing the test on error.
-func readLine(t *testing.T, br *bufio.Reader) string {
-	t.Helper()
-	s, err := br.ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		t.Fatalf("read: %v", err)
-	}
-	return s
-}
-
-var _ = fmt.Sprint
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort(t *testing.T) int {

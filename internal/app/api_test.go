@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -318,5 +317,3 @@ func TestCrossOriginRefused(t *testing.T) {
 		})
 	}
 }
-
-var _ = context.Background
