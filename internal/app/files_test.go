@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"os"
 	"net/http"
 	"strconv"
 	"strings"
@@ -325,4 +326,29 @@ func TestTransferSlots(t *testing.T) {
 	pw.Close()
 	wantStatus(t, <-done, http.StatusCreated)
 	wantStatus(t, c.call("GET", a.URL+"/api/files/"+f.ID, nil), http.StatusOK)
+}
+
+// TestUploadTouchesNoDisk: uploads (API and page form) stream to PostgreSQL;
+// nothing lands in $TMPDIR, where ParseMultipartForm and FormFile would spill.
+func TestUploadTouchesNoDisk(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	a := newTestApp(t, appOptions{cfg: Config{MaxUploadBytes: 40 << 20}})
+	c := newAgent(t)
+	c.signupLogin(a.URL, "alice", "password1")
+	// Larger than the 32 MiB that FormFile would keep in memory before spilling.
+	data := bytes.Repeat([]byte("disk? "), (33<<20)/6)
+	wantStatus(t, c.upload(a.URL, "api.bin", data), http.StatusCreated)
+	body, ctype := multipartBody(t, "file", "page.bin", data[:1<<20]) // the same code path
+	wantStatus(t, c.call("POST", a.URL+"/upload", body, "Content-Type", ctype), http.StatusSeeOther)
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("%d files in $TMPDIR after uploads, want none: %v", len(entries), entries)
+	}
+	if n := count(t, a.pool, "files WHERE state = 'ready'"); n != 2 {
+		t.Errorf("%d files stored, want 2", n)
+	}
 }
