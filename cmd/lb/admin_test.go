@@ -164,3 +164,22 @@ func TestServeRemoveWaitsForInFlight(t *testing.T) {
 		t.Errorf("after remove: got %v, want 404", err)
 	}
 }
+
+// A backend removed through the admin API loses its passive failure count,
+// so a backend added again under the same name starts from zero.
+func TestServeAdminRemoveForgetsPassiveFailures(t *testing.T) {
+	b1 := newBackend(t, "app-1", nil)
+	b2 := newBackend(t, "app-2", nil)
+	l := startLB(t, lbConfig{backends: []*testBackend{b1, b2},
+		health: "  interval: 100ms\n  timeout: 100ms\n  rise: 1\n  fall: 3\n"})
+	l.srv.passive.Observe("app-2", true)
+	if got := l.srv.passive.Failures("app-2"); got != 1 {
+		t.Fatalf("failures before remove: got %d, want 1", got)
+	}
+	if err := l.client.Remove(context.Background(), "app-2"); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	if got := l.srv.passive.Failures("app-2"); got != 0 {
+		t.Errorf("failures after an admin-API remove: got %d, want 0", got)
+	}
+}

@@ -100,6 +100,7 @@ type lbConfig struct {
 	dir       string
 	backends  []*testBackend
 	extra     string // more top-level YAML
+	health    string // health_check keys (default: fast checks, rise 1, fall 1)
 	listen    string
 	adminPart string // extra admin keys
 }
@@ -112,7 +113,11 @@ func (c lbConfig) render() string {
 	}
 	fmt.Fprintf(&b, "listen: %q\n", listen)
 	fmt.Fprintf(&b, "admin:\n  listen: 127.0.0.1:0\n  token_file: %s\n%s", filepath.Join(c.dir, "token"), c.adminPart)
-	b.WriteString("health_check:\n  interval: 100ms\n  timeout: 100ms\n  rise: 1\n  fall: 1\n")
+	health := c.health
+	if health == "" {
+		health = "  interval: 100ms\n  timeout: 100ms\n  rise: 1\n  fall: 1\n"
+	}
+	b.WriteString("health_check:\n" + health)
 	b.WriteString("drain_timeout: 5s\n")
 	b.WriteString(c.extra)
 	b.WriteString("backends:\n")
@@ -136,6 +141,7 @@ type runningLB struct {
 	reload  chan struct{}
 	reloads chan error
 	client  *admin.Client
+	srv     *lbServer // for tests that look inside
 }
 
 // startLB writes the config and token and runs `lb serve` until the test ends.
@@ -164,10 +170,10 @@ func startLBWith(t *testing.T, cfgPath string, hookReload bool) *runningLB {
 		done: make(chan error, 1), reload: make(chan struct{}), reloads: make(chan error, 16)}
 	type bound struct{ name, addr string }
 	listening := make(chan bound, 8)
-	ready := make(chan struct{})
+	ready := make(chan *lbServer, 1)
 	hooks := serveHooks{
 		listening: func(name, addr string) { listening <- bound{name, addr} },
-		ready:     func() { close(ready) },
+		ready:     func(s *lbServer) { ready <- s },
 		reloaded:  func(err error) { l.reloads <- err },
 	}
 	if hookReload {
@@ -191,7 +197,7 @@ func startLBWith(t *testing.T, cfgPath string, hookReload bool) *runningLB {
 	timeout := time.After(10 * time.Second)
 	for waiting := true; waiting; {
 		select {
-		case <-ready:
+		case l.srv = <-ready:
 			waiting = false
 		case err := <-l.done:
 			t.Fatalf("lb serve exited early: %v\n%s", err, l.out.String())

@@ -36,8 +36,8 @@ type serveHooks struct {
 	reload <-chan struct{}
 	// listening is called once per listener with its bound address.
 	listening func(listener, addr string)
-	// ready is called once every listener is listening.
-	ready func()
+	// ready is called with the running server once every listener is listening.
+	ready func(*lbServer)
 	// reloaded is called after each reload attempt with its outcome.
 	reloaded func(err error)
 }
@@ -246,6 +246,7 @@ func (s *lbServer) adminHandler() http.Handler {
 		Token:        func() string { return *s.token.Load() },
 		DrainTimeout: func() time.Duration { return s.cfg.Load().DrainTimeout },
 		Metrics:      promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}),
+		OnRemove:     s.passive.Forget,
 		OnChange: func() {
 			s.checker.Sync()
 			s.saveState()
@@ -310,7 +311,7 @@ func (s *lbServer) serve(ctx context.Context) error {
 	}
 	s.saveState()
 	if s.hooks.ready != nil {
-		s.hooks.ready()
+		s.hooks.ready(s)
 	}
 	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		s.logger.Warn("systemd readiness not sent", "err", err.Error())

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,15 @@ type fixture struct {
 	logs    *syncBuffer
 	changes *atomic.Int64
 	client  *Client
+
+	mu      sync.Mutex
+	removed []string // names OnRemove was called with
+}
+
+func (f *fixture) removedNames() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.removed)
 }
 
 func newFixture(t *testing.T, backends ...string) *fixture {
@@ -68,7 +78,12 @@ func newFixture(t *testing.T, backends ...string) *fixture {
 		DrainTimeout: func() time.Duration { return 2 * time.Second },
 		Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		OnChange:     func() { f.changes.Add(1) },
-		Version:      "v-test",
+		OnRemove: func(name string) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.removed = append(f.removed, name)
+		},
+		Version: "v-test",
 	})
 	f.srv = httptest.NewServer(h)
 	t.Cleanup(f.srv.Close)
@@ -348,11 +363,17 @@ func TestRemove(t *testing.T) {
 	if _, err := f.pool.Get("app-2"); !errors.Is(err, balancer.ErrNotFound) {
 		t.Errorf("after DELETE, Get: got %v, want ErrNotFound", err)
 	}
+	if got, want := f.removedNames(), []string{"app-2"}; !slices.Equal(got, want) {
+		t.Errorf("OnRemove calls: got %q, want %q", got, want)
+	}
 	code, _, body = f.call(t, "DELETE", "/api/backends/app-2", "Bearer "+testToken, "")
 	if code != 404 {
 		t.Errorf("second DELETE: got %d, want 404", code)
 	}
 	errorText(t, body)
+	if got, want := f.removedNames(), []string{"app-2"}; !slices.Equal(got, want) {
+		t.Errorf("after a 404, OnRemove calls: got %q, want %q", got, want)
+	}
 	if !strings.Contains(f.logs.String(), `"msg":"admin: backend removed"`) {
 		t.Errorf("no log line for the removal")
 	}

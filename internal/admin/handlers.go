@@ -143,6 +143,9 @@ func (s *server) handleRemove() http.Handler {
 		s.logger.Info("admin: backend removed", "backend", name, "url", before.URL,
 			"from", before.State.String(), "waited", time.Since(start).Seconds(),
 			"drain_timed_out", waitErr != nil, "cut", cut, "remote", r.RemoteAddr)
+		if s.opts.OnRemove != nil {
+			s.opts.OnRemove(name)
+		}
 		s.changed()
 		writeJSON(w, http.StatusOK, toBackend(before))
 	})

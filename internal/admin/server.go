@@ -27,6 +27,9 @@ type Options struct {
 	// OnChange, if set, runs after every successful mutating call (lb saves
 	// its state file there).
 	OnChange func()
+	// OnRemove, if set, runs with the backend's name after a DELETE removed
+	// it, before OnChange (lb forgets the backend's passive failure count).
+	OnRemove func(name string)
 	// Version is shown on the status page and /healthz.
 	Version string
 }

@@ -66,3 +66,11 @@ func (p *Passive) Observe(backend string, failed bool) {
 
 // Forget drops the failure count of a backend that left the pool.
 func (p *Passive) Forget(backend string) { p.counts.Delete(backend) }
+
+// Failures returns the backend's current count of consecutive failures.
+func (p *Passive) Failures(backend string) int {
+	if v, ok := p.counts.Load(backend); ok {
+		return int(v.(*atomic.Int64).Load())
+	}
+	return 0
+}
