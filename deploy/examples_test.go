@@ -90,3 +90,45 @@ func TestAppEnvExample(t *testing.T) {
 		t.Errorf("TimeoutStopSec %vs is not above SHUTDOWN_DELAY+SHUTDOWN_TIMEOUT %v", stop, shutdown)
 	}
 }
+
+// TestLBConfigExampleSharedCache uncomments the example's lines for several
+// lbs sharing certificates and checks that the result still validates and
+// points the cache key at a credential of lb.service.
+func TestLBConfigExampleSharedCache(t *testing.T) {
+	data, err := os.ReadFile("lb.yaml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	uncommented := 0
+	for _, l := range strings.Split(string(data), "\n") {
+		for _, key := range []string{"cache_database_url:", "cache_key_file:", "renew_before:"} {
+			if p := "    # " + key; strings.HasPrefix(l, p) {
+				l = "    " + strings.TrimPrefix(l, "    # ")
+				uncommented++
+			}
+		}
+		out = append(out, l)
+	}
+	if uncommented != 3 {
+		t.Fatalf("uncommented %d of the 3 shared-cache lines (cache_database_url, cache_key_file, renew_before)", uncommented)
+	}
+	path := t.TempDir() + "/lb.yaml"
+	if err := os.WriteFile(path, []byte(strings.Join(out, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := lbconfig.Load(path)
+	if err != nil {
+		t.Fatalf("the example with its shared-cache lines does not validate: %v", err)
+	}
+	a := cfg.TLS.ACME
+	if a.CacheDatabaseURL == "" || a.RenewBefore <= 0 {
+		t.Errorf("cache_database_url = %q, renew_before = %v: want both set", a.CacheDatabaseURL, a.RenewBefore)
+	}
+	if !strings.HasPrefix(a.CacheKeyFile, "/run/credentials/lb.service/") {
+		t.Errorf("cache_key_file = %q, want a credential of lb.service", a.CacheKeyFile)
+	}
+	if a.RenewBefore > 720*time.Hour {
+		t.Errorf("renew_before = %v: autocert caps it at 720h", a.RenewBefore)
+	}
+}
