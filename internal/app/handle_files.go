@@ -71,8 +71,6 @@ func writeUploadError(w http.ResponseWriter, r *http.Request, logger *slog.Logge
 
 // bodyReader remembers the error reading the request body gave, so that a
 // failed upload can be blamed on the client (400/413) or the database (503).
-// It wraps that error, so that a body cut short (io.ErrUnexpectedEOF from the
-// multipart reader) is never mistaken for the short last read of io.ReadFull.
 type bodyReader struct {
 	r   io.Reader
 	err error

@@ -33,10 +33,11 @@ type File struct {
 	UpdatedAt   time.Time
 }
 
-// CreateFile stores the bytes read from r (until EOF) as a file of owner, in ChunkSize
-// chunks, each written by its own short statement. It computes the size and SHA-256 and
-// marks the file ready at the end. If reading r fails (for instance with an
-// *http.MaxBytesError) or a write fails, it deletes what it wrote and returns the error
+// CreateFile stores the bytes read from r (until r returns io.EOF) as a file of owner, in
+// ChunkSize chunks, each written by its own short statement. It computes the size and
+// SHA-256 and marks the file ready at the end. If reading r fails with any other error
+// (io.ErrUnexpectedEOF from a body cut short included, or an *http.MaxBytesError) or a
+// write fails, it deletes what it wrote and returns the error
 // (wrapping the read error, so errors.As finds it).
 func (s *Store) CreateFile(ctx context.Context, owner int64, name, contentType string, r io.Reader) (File, error) {
 	f := File{Owner: owner, Name: name, ContentType: contentType}
@@ -65,7 +66,12 @@ func (s *Store) writeChunks(ctx context.Context, f *File, r io.Reader) error {
 	h := sha256.New()
 	lastTouch := time.Now()
 	for seq := 0; ; seq++ {
-		n, rerr := io.ReadFull(r, buf)
+		n, rerr := fill(r, buf)
+		if rerr != nil && rerr != io.EOF {
+			// Even io.ErrUnexpectedEOF: the body was cut short, and the file must not
+			// become ready with what arrived.
+			return fmt.Errorf("read upload of file %s: %w", f.ID, rerr)
+		}
 		if n > 0 {
 			h.Write(buf[:n])
 			f.Size += int64(n)
@@ -82,11 +88,8 @@ func (s *Store) writeChunks(ctx context.Context, f *File, r io.Reader) error {
 				lastTouch = time.Now()
 			}
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		if rerr == io.EOF {
 			break
-		}
-		if rerr != nil {
-			return fmt.Errorf("read upload of file %s: %w", f.ID, rerr)
 		}
 	}
 	f.SHA256 = hex.EncodeToString(h.Sum(nil))
@@ -100,6 +103,31 @@ func (s *Store) writeChunks(ctx context.Context, f *File, r io.Reader) error {
 		return fmt.Errorf("finish file %s: %w", f.ID, err)
 	}
 	return nil
+}
+
+// maxEmptyReads is how many reads in a row may return no bytes and no error before fill
+// gives up (as bufio does), so a broken reader cannot spin an upload forever.
+const maxEmptyReads = 100
+
+// fill reads from r until buf is full or r fails. It returns io.EOF only when r itself
+// said io.EOF (the end of the file); any other error is r's own. Unlike io.ReadFull, it
+// never turns a short read into io.ErrUnexpectedEOF, nor takes a reader's
+// io.ErrUnexpectedEOF (a body cut short) for the end of the file.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n, empty := 0, 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		if m > 0 {
+			empty = 0
+		} else if empty++; empty >= maxEmptyReads {
+			return n, io.ErrNoProgress
+		}
+	}
+	return n, nil
 }
 
 // SweepStaleUploads deletes uploads that made no progress for olderThan (their writer died or

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -306,6 +307,11 @@ func (f *failingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// emptyReader returns no bytes and no error, forever.
+type emptyReader struct{}
+
+func (emptyReader) Read([]byte) (int, error) { return 0, nil }
+
 func TestCreateFileReadErrorLeavesNothing(t *testing.T) {
 	ctx := t.Context()
 	st, pool := newStore(t)
@@ -317,6 +323,23 @@ func TestCreateFileReadErrorLeavesNothing(t *testing.T) {
 		_, err := st.CreateFile(ctx, owner.ID, "x", "text/plain", r)
 		if !errors.Is(err, boom) {
 			t.Errorf("CreateFile: got %v, want %v", err, boom)
+		}
+	})
+	// io.ErrUnexpectedEOF is what a reader of a body cut short says (a multipart part
+	// whose closing boundary never came); it is not the end of the file.
+	for _, size := range []int{100, store.ChunkSize, 2*store.ChunkSize + 100} {
+		t.Run(fmt.Sprintf("unexpected EOF after %d bytes", size), func(t *testing.T) {
+			r := &failingReader{r: bytes.NewReader(randomBytes(t, size)), err: io.ErrUnexpectedEOF}
+			f, err := st.CreateFile(ctx, owner.ID, "cut", "text/plain", r)
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Errorf("CreateFile: got %+v, %v; want an io.ErrUnexpectedEOF error", f, err)
+			}
+		})
+	}
+	t.Run("reader makes no progress", func(t *testing.T) {
+		r := io.MultiReader(bytes.NewReader(randomBytes(t, 100)), emptyReader{})
+		if _, err := st.CreateFile(ctx, owner.ID, "stuck", "text/plain", r); !errors.Is(err, io.ErrNoProgress) {
+			t.Errorf("CreateFile: got %v, want io.ErrNoProgress", err)
 		}
 	})
 	t.Run("over MaxBytesReader", func(t *testing.T) {
