@@ -304,12 +304,14 @@ func TestUnknownKeys(t *testing.T) {
 		yaml string
 		want []string
 	}{
-		{"top level", minimal + "listn: \":443\"\n", []string{`line 3: listn: unknown key`}},
-		{"nested", minimal + "health_check:\n  interval: 1s\n  intervall: 2s\n", []string{"line 5: health_check.intervall: unknown key"}},
-		{"in a list", minimal + "backends:\n  - name: a\n    url: http://a:1\n  - name: b\n    uri: http://b:1\n", []string{"line 7: backends[1].uri: unknown key"}},
-		{"acme", minimal + "tls:\n  acme:\n    domain: a.test\n", []string{"line 5: tls.acme.domain: unknown key"}},
+		{"top level", minimal + "listn: \":443\"\n", []string{"listn: line 3: unknown key"}},
+		{"nested", minimal + "health_check:\n  interval: 1s\n  intervall: 2s\n", []string{"health_check.intervall: line 5: unknown key"}},
+		{"in a list", minimal + "backends:\n  - name: a\n    url: http://a:1\n  - name: b\n    uri: http://b:1\n", []string{"backends[1].uri: line 7: unknown key",
+			"backends[1].url: must be http or https"}}, // and the rest of the file is still validated
+		{"acme", minimal + "tls:\n  acme:\n    domain: a.test\n", []string{"tls.acme.domain: line 5: unknown key",
+			"tls.acme.domains: at least one domain is required"}},
 		{"several", "foo: 1\n" + minimal + "admin2: {}\nproxy: {retries: 3}\n", []string{
-			"line 1: foo: unknown key", "line 4: admin2: unknown key", "line 5: proxy.retries: unknown key"}},
+			"foo: line 1: unknown key", "admin2: line 4: unknown key", "proxy.retries: line 5: unknown key"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -332,6 +334,54 @@ func TestUnknownKeys(t *testing.T) {
 				t.Errorf("errors.As(*UnknownKeyError) failed on %v", err)
 			}
 		})
+	}
+}
+
+// Unknown keys, values of the wrong type and invalid values are reported
+// together, each with its key path.
+func TestEveryKindOfProblemAtOnce(t *testing.T) {
+	y := `
+admin:
+  token_file: /t
+policy: fastest
+trusted_proxies: 10.0.0.0/8
+tls: [a]
+health_check:
+  interval: abc
+  rise: x
+  bogus: 1
+proxy:
+  max_retries: -1
+limits: {max_conns: many, idle_timeout: 1m}
+backends:
+  - name: App
+    url: ftp://x
+`
+	_, err := Parse([]byte(y))
+	if err == nil {
+		t.Fatal("got no error")
+	}
+	want := []string{
+		"trusted_proxies: line 5: want a list",
+		"tls: line 6: want a mapping of keys",
+		"health_check.interval: line 8: cannot unmarshal !!str `abc` into time.Duration",
+		"health_check.rise: line 9: cannot unmarshal !!str `x` into int",
+		"health_check.bogus: line 10: unknown key",
+		"limits.max_conns: line 13: cannot unmarshal !!str `many` into int",
+		"tls: set either cert_file+key_file or acme",
+		`policy: unknown "fastest"`,
+		"proxy.max_retries: must be >= 0",
+		`backends[0].name: "App" must match`,
+		"backends[0].url: must be http or https",
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%v", len(lines), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("problem %d: got %q, want prefix %q", i, lines[i], w)
+		}
 	}
 }
 

@@ -28,45 +28,68 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse decodes YAML strictly (an unknown key is an error naming its key path
-// and line), applies the defaults, and validates the result. A validation
-// failure returns the errors of Validate (every problem, see FieldErrors).
+// and line), applies the defaults, and validates the result. Every problem is
+// reported at once: unknown keys and values of the wrong type (each with its
+// key path and line) together with the errors of Validate (see FieldErrors).
 func Parse(data []byte) (*Config, error) {
-	cfg, err := Decode(data)
+	cfg, probs, err := decode(data)
 	if err != nil {
 		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		probs = append(probs, err)
+	}
+	if len(probs) > 0 {
+		return nil, errors.Join(probs...)
 	}
 	return cfg, nil
 }
 
 // Decode decodes YAML strictly and applies the defaults, without validating.
 func Decode(data []byte) (*Config, error) {
+	cfg, probs, err := decode(data)
+	if err != nil {
+		return nil, err
+	}
+	if len(probs) > 0 {
+		return nil, errors.Join(probs...)
+	}
+	return cfg, nil
+}
+
+// decode returns err for a file that cannot be read as YAML at all, else the
+// config with defaults and the problems found in it (unknown keys, values of
+// the wrong type), each naming its key path.
+func decode(data []byte) (*Config, []error, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("parse yaml: %w", err)
+		return nil, nil, fmt.Errorf("parse yaml: %w", err)
 	}
+	var probs []error
 	if len(root.Content) > 0 {
-		var probs []error
-		unknownKeys(root.Content[0], reflect.TypeOf(Config{}), "", &probs)
-		if len(probs) > 0 {
-			return nil, errors.Join(probs...)
-		}
+		checkKeys(root.Content[0], reflect.TypeOf(Config{}), "", &probs)
 	}
 
 	cfg := Default()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("parse yaml: %w", err)
+	err := dec.Decode(cfg)
+	var te *yaml.TypeError
+	switch {
+	case errors.As(err, &te):
+		// checkKeys reported each of these with its key path; one it could
+		// not place is reported as it is.
+		if len(probs) == 0 {
+			probs = append(probs, fmt.Errorf("parse yaml: %w", err))
+		}
+	case err != nil && !errors.Is(err, io.EOF):
+		return nil, nil, fmt.Errorf("parse yaml: %w", err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, errors.New("parse yaml: more than one YAML document")
+		return nil, nil, errors.New("parse yaml: more than one YAML document")
 	}
 	cfg.applyDefaults()
-	return cfg, nil
+	return cfg, probs, nil
 }
 
 // UnknownKeyError is a key in the file that the configuration does not have.
@@ -76,14 +99,16 @@ type UnknownKeyError struct {
 	Known []string // the keys allowed at that place
 }
 
-// Error says where the key is and which keys are allowed there.
+// Error says where the key is and which keys are allowed there, in the
+// "path: line N: ..." form of every problem.
 func (e *UnknownKeyError) Error() string {
-	return fmt.Sprintf("line %d: %s: unknown key (known: %s)", e.Line, e.Path, strings.Join(e.Known, ", "))
+	return fmt.Sprintf("%s: line %d: unknown key (known: %s)", e.Path, e.Line, strings.Join(e.Known, ", "))
 }
 
-// unknownKeys walks the YAML tree along the Go type and reports every
-// mapping key that has no field, with its path and line.
-func unknownKeys(n *yaml.Node, t reflect.Type, path string, probs *[]error) {
+// checkKeys walks the YAML tree along the Go type and reports every mapping
+// key that has no field, and every value that does not decode into its
+// field's type, with its key path and line.
+func checkKeys(n *yaml.Node, t reflect.Type, path string, probs *[]error) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -93,9 +118,16 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string, probs *[]error) {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
-	switch t.Kind() {
-	case reflect.Struct:
-		if n.Kind != yaml.MappingNode || t.PkgPath() == "time" {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // an empty value keeps the default
+	}
+	typeErr := func(want string) {
+		*probs = append(*probs, &FieldError{Path: pathOrRoot(path), Msg: fmt.Sprintf("line %d: want %s", n.Line, want)})
+	}
+	switch {
+	case t.Kind() == reflect.Struct && t.PkgPath() != "time":
+		if n.Kind != yaml.MappingNode {
+			typeErr("a mapping of keys")
 			return
 		}
 		fields := map[string]reflect.Type{}
@@ -121,14 +153,36 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string, probs *[]error) {
 				*probs = append(*probs, &UnknownKeyError{Path: p, Line: k.Line, Known: known})
 				continue
 			}
-			unknownKeys(v, ft, p, probs)
+			checkKeys(v, ft, p, probs)
 		}
-	case reflect.Slice:
+	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
+			typeErr("a list")
 			return
 		}
 		for i, c := range n.Content {
-			unknownKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), probs)
+			checkKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), probs)
+		}
+	default:
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			*probs = append(*probs, &FieldError{Path: pathOrRoot(path), Msg: typeErrorText(err)})
 		}
 	}
+}
+
+func pathOrRoot(path string) string {
+	if path == "" {
+		return "(top level)"
+	}
+	return path
+}
+
+// typeErrorText is yaml's message for a value of the wrong type, without its
+// "yaml: unmarshal errors:" header.
+func typeErrorText(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		return strings.Join(te.Errors, "; ")
+	}
+	return err.Error()
 }
