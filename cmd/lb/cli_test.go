@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -116,10 +117,26 @@ func TestVersionAndValidate(t *testing.T) {
 	if code != 2 {
 		t.Errorf("validate bad: exit %d, want 2", code)
 	}
-	for _, want := range []string{"policy", "health_check.rise", "backends[0].name", "backends[0].url"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("validate output lacks %s:\n%s", want, out)
+	// One line per problem, each with the file and the key path.
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	wantPaths := []string{"policy", "health_check.rise", "backends[0].name", "backends[0].url"}
+	if len(lines) != len(wantPaths) {
+		t.Fatalf("validate bad: got %d lines, want %d:\n%s", len(lines), len(wantPaths), out)
+	}
+	for i, want := range wantPaths {
+		if prefix := bad + ": " + want + ": "; !strings.HasPrefix(lines[i], prefix) {
+			t.Errorf("line %d: got %q, want prefix %q", i, lines[i], prefix)
 		}
+	}
+	// The token file is checked too: serve and a reload would refuse it.
+	openToken := writeFile(t, dir, "open-token", testToken)
+	if err := os.Chmod(openToken, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	loose := writeFile(t, dir, "loose.yaml", "listen: 127.0.0.1:0\nadmin:\n  token_file: "+openToken+"\n")
+	out, _, code = runCLI(t, nil, "validate", "-config", loose)
+	if code != 2 || !strings.Contains(out, loose+": admin.token_file: ") || !strings.Contains(out, "chmod 600") {
+		t.Errorf("validate with a group/other-readable token file: exit %d %q, want 2 and admin.token_file", code, out)
 	}
 	_, errOut, code := runCLI(t, map[string]string{"LOG_FORMAT": "json"}, "serve", "-config", bad)
 	if code != 2 || !strings.Contains(errOut, "policy") {

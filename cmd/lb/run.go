@@ -6,7 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
+
+	"outrigger/internal/lbconfig"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -117,7 +120,8 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// runValidate loads and validates a config file and prints every problem.
+// runValidate loads and validates a config file and its token file, and
+// prints every problem on a line of its own: "FILE: key.path: problem".
 func runValidate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("validate", "", stderr)
 	path := fs.String("config", "", "config file (YAML)")
@@ -128,8 +132,21 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return usagef("validate: -config FILE is required and takes no arguments")
 	}
-	if _, err := loadConfig(*path); err != nil {
-		fmt.Fprintln(stdout, strings.TrimSpace(err.Error()))
+	data, err := os.ReadFile(*path)
+	if err != nil {
+		return &usageError{err: fmt.Errorf("read config: %w", err)}
+	}
+	cfg, err := lbconfig.Parse(data)
+	if err == nil {
+		// serve and reload refuse a token file that is missing, empty or readable by others.
+		if _, terr := lbconfig.ReadToken(cfg.Admin.TokenFile); terr != nil {
+			err = fmt.Errorf("admin.token_file: %w", terr)
+		}
+	}
+	if err != nil {
+		for _, line := range strings.Split(strings.TrimSpace(err.Error()), "\n") {
+			fmt.Fprintf(stdout, "%s: %s\n", *path, line)
+		}
 		return &usageError{err: fmt.Errorf("%s: invalid", *path)}
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
