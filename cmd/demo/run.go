@@ -94,7 +94,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "\nstopping lb, the app servers and PostgreSQL ...")
 		if cerr := f.Close(); cerr != nil {
 			fmt.Fprintln(stderr, "demo: stop:", cerr)
+			return
 		}
+		fmt.Fprintln(stdout, "stopped; nothing of the demo is left running.")
 	}()
 	printWhere(stdout, f, bin, restart)
 
