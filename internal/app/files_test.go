@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -208,6 +209,47 @@ func TestDownload(t *testing.T) {
 		if tc.want != http.StatusOK {
 			r.errorText(t)
 		}
+	}
+}
+
+// TestDownloadDatabaseDownBeforeFirstChunk: PostgreSQL going away after the
+// file's row was read but before its first chunk gives a clean JSON 503, not
+// a 200 whose body breaks off.
+func TestDownloadDatabaseDownBeforeFirstChunk(t *testing.T) {
+	cl, pool := privateCluster(t)
+	stop := make(chan struct{}, 1) // a token: stop the database in the next download
+	cfg := Config{beforeCopy: func() {
+		select {
+		case <-stop:
+			if err := cl.Stop(context.Background()); err != nil {
+				t.Errorf("stop cluster: %v", err)
+			}
+		default:
+		}
+	}}
+	a := newTestApp(t, appOptions{pool: pool, cfg: cfg})
+	c := newAgent(t)
+	c.signupLogin(a.URL, "alice", "password1")
+	r := c.upload(a.URL, "a.pdf", []byte("%PDF-1.4\nsome bytes"))
+	wantStatus(t, r, http.StatusCreated)
+	var f fileBody
+	r.json(t, &f)
+	wantStatus(t, c.call("GET", a.URL+"/api/files/"+f.ID, nil), http.StatusOK)
+
+	stop <- struct{}{}
+	d := c.call("GET", a.URL+"/api/files/"+f.ID, nil)
+	wantStatus(t, d, http.StatusServiceUnavailable)
+	d.errorText(t)
+	if ct := d.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("Content-Type = %q, want JSON", ct)
+	}
+	for _, k := range []string{"Content-Disposition", "ETag", "Set-Cookie"} {
+		if v := d.Header.Values(k); len(v) > 0 {
+			t.Errorf("503 carries %s %q", k, v)
+		}
+	}
+	if d.Header.Get("Retry-After") == "" {
+		t.Errorf("503 without Retry-After")
 	}
 }
 

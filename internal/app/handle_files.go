@@ -186,7 +186,9 @@ func pageParams(r *http.Request) (after string, limit int, err error) {
 }
 
 // handleDownload: the bytes as an attachment; 404 if missing or not the caller's.
-func handleDownload(logger *slog.Logger, st *store.Store, ss *sessionStore, tr *slots) http.Handler {
+// The download headers go out with the first chunk: a database failure before
+// it is a clean JSON 503, not a 200 cut short.
+func handleDownload(cfg Config, logger *slog.Logger, st *store.Store, ss *sessionStore, tr *slots) http.Handler {
 	return ss.require(logger, func(w http.ResponseWriter, r *http.Request, user store.User) {
 		f, err := st.GetFile(r.Context(), user.ID, r.PathValue("id"))
 		switch {
@@ -201,35 +203,69 @@ func handleDownload(logger *slog.Logger, st *store.Store, ss *sessionStore, tr *
 		etag := `"` + f.SHA256 + `"`
 		h.Set("ETag", etag)
 		h.Set("Cache-Control", "private, no-cache")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 		if etagMatch(r.Header.Get("If-None-Match"), etag) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
 		if err := tr.acquire(r.Context()); err != nil {
+			h.Del("ETag")
 			h.Set("Retry-After", "1")
 			writeError(w, http.StatusServiceUnavailable, "too many transfers at once, try again")
 			return
 		}
 		defer tr.release()
-		h.Set("Content-Type", f.ContentType)
-		h.Set("Content-Disposition", attachment(f.Name))
-		h.Set("Content-Length", strconv.FormatInt(f.Size, 10))
+		dl := &download{ResponseWriter: w, f: f}
 		if r.Method == http.MethodHead {
+			dl.start()
 			return
 		}
-		_, err = st.CopyFileTo(r.Context(), w, f)
+		if cfg.beforeCopy != nil {
+			cfg.beforeCopy()
+		}
+		_, err = st.CopyFileTo(r.Context(), dl, f)
 		switch {
 		case err == nil:
+			dl.start() // an empty file: no Write
 		case r.Context().Err() != nil:
 			logging.SetStatus(r.Context(), statusClientGone)
+		case !dl.started:
+			// Nothing went out yet: answer the failure properly.
+			h.Del("ETag")
+			h.Del("Cache-Control")
+			unavailable(w, r, logger, "download", err)
 		default:
 			// Headers are gone; the short body (Content-Length) tells the client.
 			logger.LogAttrs(r.Context(), slog.LevelError, "download failed",
 				slog.String("request_id", requestID(r)), slog.String("file", f.ID), slog.Any("err", err))
 		}
 	})
+}
+
+// download sets a file's download headers (DESIGN: attachment, nosniff, CSP
+// sandbox, Content-Length) just before its first byte is written.
+type download struct {
+	http.ResponseWriter
+	f       store.File
+	started bool
+}
+
+// start sets the download headers; the status (200) goes with the first Write.
+func (d *download) start() {
+	if d.started {
+		return
+	}
+	d.started = true
+	h := d.Header()
+	h.Set("Content-Type", d.f.ContentType)
+	h.Set("Content-Disposition", attachment(d.f.Name))
+	h.Set("Content-Length", strconv.FormatInt(d.f.Size, 10))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+}
+
+func (d *download) Write(p []byte) (int, error) {
+	d.start()
+	return d.ResponseWriter.Write(p)
 }
 
 // etagMatch reports whether an If-None-Match header matches etag.

@@ -309,3 +309,24 @@ func mustURL(t testing.TB, s string) *url.URL {
 }
 
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+// privateCluster starts a PostgreSQL server of this test's own (to stop and
+// start) and returns it with a pool on its migrated postgres database.
+func privateCluster(t testing.TB) (*pgtest.Cluster, *pgxpool.Pool) {
+	t.Helper()
+	ctx := context.Background()
+	cl, err := pgtest.StartCluster(ctx, pgtest.ClusterOptions{})
+	if err != nil {
+		t.Fatalf("start cluster: %v", err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	pool, err := pgxpool.New(ctx, cl.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	return cl, pool
+}

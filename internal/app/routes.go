@@ -26,7 +26,7 @@ func addRoutes(mux *http.ServeMux, cfg Config, logger *slog.Logger, ips *clienti
 	mux.Handle("GET /api/me", handleMe(cfg, logger, ss))
 	mux.Handle("POST /api/files", handleUpload(cfg, logger, st, ss, tr))
 	mux.Handle("GET /api/files", handleListFiles(logger, st, ss))
-	mux.Handle("GET /api/files/{id}", handleDownload(logger, st, ss, tr))
+	mux.Handle("GET /api/files/{id}", handleDownload(cfg, logger, st, ss, tr))
 
 	mux.Handle("GET /{$}", handlePageIndex(pg, st, ss))
 	mux.Handle("POST /signup", handlePageSignup(pg, acc, ss))

@@ -33,6 +33,10 @@ type Config struct {
 	BcryptCost int
 	// HashConcurrency is how many password hashes run at once; 0 means GOMAXPROCS.
 	HashConcurrency int
+
+	// beforeCopy, if set, runs in a download between reading the file's row
+	// and reading its first chunk (tests break the database there).
+	beforeCopy func()
 }
 
 func (c Config) withDefaults() Config {

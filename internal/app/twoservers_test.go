@@ -71,19 +71,7 @@ func TestTwoServers(t *testing.T) {
 // (a blip logs nobody out), with no restart of the app.
 func TestDatabaseRestart(t *testing.T) {
 	ctx := t.Context()
-	cl, err := pgtest.StartCluster(ctx, pgtest.ClusterOptions{})
-	if err != nil {
-		t.Fatalf("start cluster: %v", err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	pool, err := pgxpool.New(ctx, cl.DSN("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := store.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	cl, pool := privateCluster(t)
 	a := newTestApp(t, appOptions{pool: pool})
 	c := newAgent(t)
 	c.signupLogin(a.URL, "alice", "password1")
