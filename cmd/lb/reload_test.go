@@ -210,3 +210,74 @@ func TestServeReloadLimits(t *testing.T) {
 func dirOf(p string) string {
 	return p[:strings.LastIndex(p, "/")]
 }
+
+// A reload keeps a backend by name with its health and counters, restores a
+// file backend the admin API removed (and logs it), and applies trusted
+// proxies and health checks.
+func TestServeReloadKeepsStateAndAppliesSettings(t *testing.T) {
+	b1 := newBackend(t, "app-1", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/down" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "app-1 xff=%s", strings.Join(r.Header.Values("X-Forwarded-For"), "|"))
+	})
+	b2 := newBackend(t, "app-2", nil)
+	cfg := lbConfig{backends: []*testBackend{b1, b2}}
+	l := startLB(t, cfg)
+	l.waitHealthy("app-1", "app-2")
+	ctx := context.Background()
+	xff := http.Header{"X-Forwarded-For": {"203.0.113.7"}}
+	for range 4 {
+		if _, body, _ := l.get(t, "/x", xff); !strings.HasSuffix(body, " xff=127.0.0.1") {
+			t.Fatalf("untrusted peer: backend saw %q, want only 127.0.0.1 in X-Forwarded-For", body)
+		}
+	}
+	if err := l.client.Remove(ctx, "app-2"); err != nil {
+		t.Fatal(err)
+	}
+	before, err := l.client.Backend(ctx, "app-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cfg.dir = dirOf(l.cfgPath)
+	cfg.extra = "trusted_proxies: [127.0.0.1]\n"
+	if err := os.WriteFile(l.cfgPath, []byte(cfg.render()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.doReload(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	after, err := l.client.Backend(ctx, "app-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.Healthy || after.Requests < before.Requests || after.ChecksOK < 1 {
+		t.Errorf("kept backend after reload: got healthy=%v requests=%d checks_ok=%d, want healthy, requests >= %d",
+			after.Healthy, after.Requests, after.ChecksOK, before.Requests)
+	}
+	if _, err := l.client.Backend(ctx, "app-2"); err != nil {
+		t.Errorf("app-2 (in the file, removed through the API) after reload: %v", err)
+	}
+	if !strings.Contains(l.out.String(), "restored a backend removed through the admin API") {
+		t.Errorf("the restored backend is not logged")
+	}
+	l.waitHealthy("app-2")
+	if _, body, _ := l.get(t, "/x", xff); !strings.HasSuffix(body, " xff=203.0.113.7, 127.0.0.1") {
+		t.Errorf("trusted peer after reload: backend saw %q, want the chain kept", body)
+	}
+
+	// A health-check path that fails takes the backend down.
+	cfg.health = "  path: /down\n  interval: 100ms\n  timeout: 100ms\n  rise: 1\n  fall: 1\n"
+	if err := os.WriteFile(l.cfgPath, []byte(cfg.render()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.doReload(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	waitFor(t, 10*time.Second, "app-1 down on the new health-check path", func() bool {
+		b, err := l.client.Backend(ctx, "app-1")
+		return err == nil && !b.Healthy && strings.Contains(b.LastError, "503")
+	})
+}
