@@ -15,7 +15,10 @@ import (
 // stream, holds each request head until it is complete, and replaces a head
 // with both headers (or with differing Content-Length values) by a request
 // line net/http refuses, so that the server answers 400 and closes the
-// connection. Everything else passes through untouched.
+// connection. A head longer than max_header_bytes is replaced by a header
+// line without end, so that net/http answers 431 and closes: net/http alone
+// lets heads through up to about 8 KiB past its MaxHeaderBytes. Everything
+// else passes through untouched.
 
 // Scanner states.
 const (
@@ -27,6 +30,15 @@ const (
 	stTrailer
 	stPass     // opaque from here on (upgrade, HTTP/2 preface, unparsable framing)
 	stRejected // a head was replaced; the connection is finished
+	stTooLarge // a head was too long: an endless header line follows
+)
+
+// Reasons a head is refused, as logged.
+const (
+	reasonCLWithTE        = "content-length-with-transfer-encoding"
+	reasonDifferingCL     = "differing-content-length"
+	reasonHeadTooLarge    = "header-too-large"
+	tooLargeHeadReplacing = "GET / HTTP/1.1\r\nX-Too-Large: "
 )
 
 // maxFramingLine bounds a chunk-size or trailer line the scanner keeps.
@@ -35,9 +47,9 @@ const maxFramingLine = 16 << 10
 // hygieneConn is a net.Conn whose reads are checked as described above.
 type hygieneConn struct {
 	net.Conn
-	maxHead  int                  // a head longer than this passes through (net/http answers 431)
-	onReject func(reason string)  // called once when a head is refused
-	tlsState *tls.ConnectionState // set when the frontend terminated TLS
+	maxHead  int                             // a head longer than this is refused with 431
+	onReject func(reason string, status int) // called once when a head is refused
+	tlsState *tls.ConnectionState            // set when the frontend terminated TLS
 
 	state     int
 	remaining int64  // bytes left in a body or chunk
@@ -47,7 +59,7 @@ type hygieneConn struct {
 	buf       []byte // read buffer
 }
 
-func newHygieneConn(c net.Conn, maxHead int, onReject func(string)) *hygieneConn {
+func newHygieneConn(c net.Conn, maxHead int, onReject func(reason string, status int)) *hygieneConn {
 	return &hygieneConn{Conn: c, maxHead: maxHead, onReject: onReject, buf: make([]byte, 16<<10)}
 }
 
@@ -68,6 +80,11 @@ func (c *hygieneConn) Read(p []byte) (int, error) {
 		switch {
 		case c.state == stRejected:
 			return 0, io.EOF
+		case c.state == stTooLarge:
+			for i := range p {
+				p[i] = 'x'
+			}
+			return len(p), nil
 		case c.state == stPass && len(c.pending) == 0:
 			return c.Conn.Read(p)
 		case c.state == stBody || c.state == stChunkData:
@@ -112,7 +129,7 @@ func (c *hygieneConn) feed(b []byte) {
 		case stPass:
 			c.out = append(c.out, b...)
 			return
-		case stRejected:
+		case stRejected, stTooLarge:
 			return
 		case stBody, stChunkData:
 			n := int64(len(b))
@@ -188,13 +205,17 @@ func (c *hygieneConn) collectHead(b []byte) []byte {
 		end := headEnd(c.pending, start)
 		if end < 0 {
 			if len(c.pending) > c.maxHead {
-				c.out = append(c.out, c.pending...)
-				c.state, c.pending = stPass, nil
+				c.pending = nil
+				c.refuseTooLarge()
 			}
 			return nil
 		}
 		head, rest = c.pending[:end], c.pending[end:]
 		c.pending = nil // rest still uses its array; a new one is made next time
+	}
+	if len(head) > c.maxHead {
+		c.refuseTooLarge()
+		return nil
 	}
 	if reason := c.checkHead(head); reason != "" {
 		// A request line without spaces: net/http answers
@@ -202,12 +223,22 @@ func (c *hygieneConn) collectHead(b []byte) []byte {
 		c.out = append(c.out, "refused:"+reason+"\r\n\r\n"...)
 		c.state = stRejected
 		if c.onReject != nil {
-			c.onReject(reason)
+			c.onReject(reason, 400)
 		}
 		return nil
 	}
 	c.out = append(c.out, head...)
 	return rest
+}
+
+// refuseTooLarge replaces a head longer than maxHead by a header line that
+// never ends: net/http reads it up to its own limit and answers 431.
+func (c *hygieneConn) refuseTooLarge() {
+	c.out = append(c.out, tooLargeHeadReplacing...)
+	c.state = stTooLarge
+	if c.onReject != nil {
+		c.onReject(reasonHeadTooLarge, 431)
+	}
 }
 
 // headEnd returns the index just past the blank line ending a head, or -1.
@@ -262,10 +293,10 @@ func (c *hygieneConn) checkHead(head []byte) string {
 		}
 	}
 	if te && hasCL {
-		return "content-length-with-transfer-encoding"
+		return reasonCLWithTE
 	}
 	if clDiffer {
-		return "differing-content-length"
+		return reasonDifferingCL
 	}
 	switch {
 	case upgrade || bytes.HasPrefix(reqLine, []byte("CONNECT ")) || bytes.HasSuffix(reqLine, []byte("HTTP/1.0")):

@@ -53,7 +53,7 @@ func TestHygieneConnFraming(t *testing.T) {
 	for _, tt := range tests {
 		for _, step := range []int{1, 3, 7, 4096} {
 			var reason string
-			hc := newHygieneConn(&chunkConn{data: []byte(tt.in), step: step}, 1<<20, func(r string) { reason = r })
+			hc := newHygieneConn(&chunkConn{data: []byte(tt.in), step: step}, 1<<20, func(r string, _ int) { reason = r })
 			out, err := io.ReadAll(hc)
 			if err != nil {
 				t.Fatalf("%s/%d: read: %v", tt.name, step, err)
@@ -68,12 +68,38 @@ func TestHygieneConnFraming(t *testing.T) {
 	}
 }
 
-func TestHygieneConnLongHeadPassesThrough(t *testing.T) {
-	in := "GET / HTTP/1.1\r\nX: " + strings.Repeat("a", 500) + "\r\n\r\n"
-	hc := newHygieneConn(&chunkConn{data: []byte(in), step: 64}, 100, nil)
-	out, err := io.ReadAll(hc)
-	if err != nil || string(out) != in {
-		t.Errorf("got %q, %v; want the input unchanged", out, err)
+// A head longer than maxHead, complete or not, is replaced by an endless
+// header line (net/http then answers 431); one of maxHead bytes passes.
+func TestHygieneConnLongHead(t *testing.T) {
+	get := "GET / HTTP/1.1\r\nX: "
+	tests := []struct {
+		name, in string
+		refused  bool
+	}{
+		{"complete, too long", get + strings.Repeat("a", 500) + "\r\n\r\n", true},
+		{"never ends", get + strings.Repeat("a", 5000), true},
+		{"exactly the limit", get + strings.Repeat("a", 100-len(get)-4) + "\r\n\r\n", false},
+	}
+	for _, tt := range tests {
+		for _, step := range []int{1, 64, 4096} {
+			var reason string
+			var status int
+			hc := newHygieneConn(&chunkConn{data: []byte(tt.in), step: step}, 100, func(r string, s int) { reason, status = r, s })
+			out := make([]byte, len(tooLargeHeadReplacing)+1000)
+			n, err := io.ReadFull(hc, out)
+			out = out[:n]
+			if !tt.refused {
+				if string(out) != tt.in || err != io.ErrUnexpectedEOF || reason != "" {
+					t.Errorf("%s/%d: got %q, %v, reason %q; want the input unchanged", tt.name, step, out, err, reason)
+				}
+				continue
+			}
+			want := tooLargeHeadReplacing + strings.Repeat("x", 1000)
+			if err != nil || string(out) != want || reason != reasonHeadTooLarge || status != 431 {
+				t.Errorf("%s/%d: got %q, %v, reason %q %d; want the endless header line, %s 431",
+					tt.name, step, out, err, reason, status, reasonHeadTooLarge)
+			}
+		}
 	}
 }
 
@@ -118,6 +144,9 @@ func TestServeProtocolHygiene(t *testing.T) {
 		{"CL and TE", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400 Bad Request", true},
 		{"differing CL", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", "400 Bad Request", true},
 		{"headers too large", "GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("b", 20000) + "\r\n\r\n", "431 Request Header Fields Too Large", true},
+		// net/http alone lets a head this far past its MaxHeaderBytes through.
+		{"headers just over the limit", "GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("b", 4100) + "\r\n\r\n", "431 Request Header Fields Too Large", true},
+		{"headers under the limit", "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nX-Big: " + strings.Repeat("b", 3900) + "\r\n\r\n", "200 OK", true},
 		{"chunked ok", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "200 OK", true},
 	}
 	for _, tt := range tests {
@@ -173,7 +202,9 @@ func TestServeProtocolHygiene(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("slow headers: closed after %s, want about 300ms", d)
 	}
-	if !strings.Contains(l.out.String(), `"reason":"content-length-with-transfer-encoding"`) {
-		t.Errorf("refusal not logged")
+	for _, want := range []string{`"reason":"content-length-with-transfer-encoding","status":400`, `"reason":"header-too-large","status":431`} {
+		if !strings.Contains(l.out.String(), want) {
+			t.Errorf("refusal not logged: no %s", want)
+		}
 	}
 }

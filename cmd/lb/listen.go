@@ -185,8 +185,8 @@ func (f *frontend) wrapHTTP1(c net.Conn, cs *tls.ConnectionState) net.Conn {
 	if !f.hygiene {
 		return c
 	}
-	hc := newHygieneConn(c, f.maxHead()+8<<10, func(reason string) {
-		f.logger.Info("request refused", "listener", f.name, "remote", c.RemoteAddr().String(), "reason", reason, "status", 400)
+	hc := newHygieneConn(c, f.maxHead(), func(reason string, status int) {
+		f.logger.Info("request refused", "listener", f.name, "remote", c.RemoteAddr().String(), "reason", reason, "status", status)
 	})
 	hc.tlsState = cs
 	return hc
