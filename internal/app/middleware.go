@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"sync/atomic"
 
 	"outrigger/internal/logging"
@@ -20,6 +22,57 @@ func withInstance(instance string, ready *Readiness, next http.Handler) http.Han
 		next.ServeHTTP(w, r)
 	})
 }
+
+// recoverPanics turns a handler's panic into a logged JSON 500 (with the
+// X-Instance set before it), instead of a connection closed without an
+// answer. A panic after the response started, or http.ErrAbortHandler, goes
+// on to net/http, which aborts the response.
+func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &startedWriter{ResponseWriter: w}
+		defer func() {
+			p := recover()
+			if p == nil {
+				return
+			}
+			if p == http.ErrAbortHandler || sw.started {
+				panic(p)
+			}
+			logger.LogAttrs(r.Context(), slog.LevelError, "handler panic",
+				slog.String("request_id", requestID(r)), slog.Any("panic", p),
+				slog.String("stack", string(debug.Stack())))
+			h := w.Header()
+			for k := range h {
+				if k != "X-Instance" && k != "X-Request-Id" && k != "Connection" {
+					h.Del(k)
+				}
+			}
+			writeError(w, http.StatusInternalServerError, "internal error")
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// startedWriter records whether the response has started (status or bytes sent).
+type startedWriter struct {
+	http.ResponseWriter
+	started bool
+}
+
+func (s *startedWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		s.started = true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *startedWriter) Write(p []byte) (int, error) {
+	s.started = true
+	return s.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (s *startedWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // crossOriginProtection refuses cross-site unsafe requests (API and pages alike)
 // with a JSON 403.

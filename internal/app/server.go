@@ -65,8 +65,15 @@ func NewServer(cfg Config, logger *slog.Logger, ips *clientip.Resolver,
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg, logger, ips, st, sess, ready, acc)
 
-	var h http.Handler = jsonMuxErrors(mux)
+	return middleware(cfg, logger, ips, ready, jsonMuxErrors(mux))
+}
+
+// middleware wraps the routes in what every request goes through, outermost
+// first: health-check note, request log, X-Instance (and Connection: close
+// while draining), panic recovery, cross-origin protection.
+func middleware(cfg Config, logger *slog.Logger, ips *clientip.Resolver, ready *Readiness, h http.Handler) http.Handler {
 	h = crossOriginProtection(h)
+	h = recoverPanics(logger, h)
 	h = withInstance(cfg.Instance, ready, h)
 	h = logging.Middleware(logger, ips.ClientIP, skipUnchangedHealth())(h)
 	h = withHealthNote(h)

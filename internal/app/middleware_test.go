@@ -1,0 +1,90 @@
+package app
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// TestInstanceOnEveryAnswer: X-Instance is on answers that no route handler
+// wrote (the mux's 404 and 405, outside /api/ too) and on a panic's 500.
+// (agent.do checks it on every answer of every test.)
+func TestInstanceOnEveryAnswer(t *testing.T) {
+	a := newTestApp(t, appOptions{})
+	c := newAgent(t)
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/nope", http.StatusNotFound},
+		{"POST", "/healthz", http.StatusMethodNotAllowed},
+		{"PUT", "/", http.StatusMethodNotAllowed},
+		{"GET", "/api/files/x/y", http.StatusNotFound},
+	} {
+		r := c.call(tc.method, a.URL+tc.path, nil)
+		if r.StatusCode != tc.want || r.Header.Get("X-Instance") != "app-test" {
+			t.Errorf("%s %s: %d with X-Instance %q, want %d with app-test", tc.method, tc.path, r.StatusCode, r.Header.Get("X-Instance"), tc.want)
+		}
+	}
+}
+
+// TestPanicIs500: a handler's panic before its answer started is a JSON 500
+// with X-Instance (logged as 500); after the answer started, or with
+// http.ErrAbortHandler, the response is aborted.
+func TestPanicIs500(t *testing.T) {
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Disposition", "attachment")
+		panic("boom")
+	})
+	mux.HandleFunc("GET /late", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("partial"))
+		panic("late boom")
+	})
+	mux.HandleFunc("GET /abort", func(w http.ResponseWriter, r *http.Request) {
+		panic(http.ErrAbortHandler)
+	})
+	srv := httptest.NewServer(middleware(Config{Instance: "app-panic"}, logger, nil, &Readiness{}, mux))
+	t.Cleanup(srv.Close)
+	// net/http logs the re-panics; keep them out of the test output.
+	srv.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
+
+	c := newAgent(t)
+	r := c.call("GET", srv.URL+"/panic", nil, "X-Request-ID", "panic-1")
+	wantStatus(t, r, http.StatusInternalServerError)
+	r.errorText(t)
+	if got := r.Header.Get("X-Instance"); got != "app-panic" {
+		t.Errorf("X-Instance = %q, want app-panic", got)
+	}
+	if got := r.Header.Get("Content-Disposition"); got != "" {
+		t.Errorf("500 kept the handler's Content-Disposition %q", got)
+	}
+	var logged bool
+	for _, l := range logs.lines(t, "request") {
+		if l["request_id"] == "panic-1" {
+			logged = true
+			if l["status"] != float64(500) {
+				t.Errorf("logged status %v, want 500", l["status"])
+			}
+		}
+	}
+	if !logged || len(logs.lines(t, "handler panic")) != 1 {
+		t.Errorf("want a request line and a panic line; log:\n%s", logs.String())
+	}
+
+	for _, path := range []string{"/late", "/abort"} {
+		resp, err := c.client.Get(srv.URL + path)
+		if err == nil {
+			var b []byte
+			b, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil {
+				t.Errorf("GET %s: a whole %d answer %q, want it aborted", path, resp.StatusCode, b)
+			}
+		}
+	}
+}
