@@ -4,6 +4,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"outrigger/internal/app/store"
+	"outrigger/internal/pgtest"
 )
 
 func TestHealthz(t *testing.T) {
@@ -22,6 +28,12 @@ func TestHealthz(t *testing.T) {
 	r := check("ok", http.StatusOK, healthBody{"ok", "v1.2.3-test", "app-test"})
 	if r.Close {
 		t.Errorf("ok answer closes the connection")
+	}
+	// Exactly the fields of DESIGN, no more.
+	var raw map[string]any
+	r.json(t, &raw)
+	if len(raw) != 3 || raw["status"] == nil || raw["version"] == nil || raw["instance"] == nil {
+		t.Errorf("/healthz body %s, want exactly status, version, instance", r.Body)
 	}
 
 	early := newTestApp(t, appOptions{pool: a.pool, notMigrated: true, cfg: Config{Instance: "app-early"}})
@@ -55,6 +67,45 @@ func TestHealthzDatabaseDown(t *testing.T) {
 	if r.StatusCode != http.StatusServiceUnavailable || got.Status != "degraded" || got.Instance != "app-test" {
 		t.Errorf("database closed: /healthz = %d %+v, want 503 degraded", r.StatusCode, got)
 	}
+}
+
+// TestHealthzDatabaseSlow: a database that does not answer within 500 ms (here:
+// every pooled connection busy) makes /healthz answer degraded, in about 500 ms.
+func TestHealthzDatabaseSlow(t *testing.T) {
+	pc, err := pgxpool.ParseConfig(pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(t.Context(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := store.Migrate(t.Context(), pool); err != nil {
+		t.Fatal(err)
+	}
+	a := newTestApp(t, appOptions{pool: pool})
+	c := newAgent(t)
+	wantStatus(t, c.call("GET", a.URL+"/healthz", nil), http.StatusOK)
+
+	conn, err := pool.Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := c.call("GET", a.URL+"/healthz", nil)
+	took := time.Since(start)
+	conn.Release()
+	var got healthBody
+	r.json(t, &got)
+	if r.StatusCode != http.StatusServiceUnavailable || got.Status != "degraded" {
+		t.Errorf("database busy: /healthz = %d %+v, want 503 degraded", r.StatusCode, got)
+	}
+	if took < pingTimeout || took > pingTimeout+5*time.Second {
+		t.Errorf("degraded after %v, want about %v", took, pingTimeout)
+	}
+	wantStatus(t, c.call("GET", a.URL+"/healthz", nil), http.StatusOK)
 }
 
 // TestHealthLoggedOnChange: health checks are logged only when their result changes.
