@@ -44,6 +44,11 @@ func TestUpload(t *testing.T) {
 			wantStatus(t, r, http.StatusCreated)
 			var f fileBody
 			r.json(t, &f)
+			var raw map[string]any // exactly DESIGN's fields
+			r.json(t, &raw)
+			if len(raw) != 5 {
+				t.Errorf("upload answer %s, want exactly id, name, size, sha256, content_type", r.Body)
+			}
 			sum := sha256.Sum256(tc.data)
 			if f.Name != tc.wantName || f.Size != int64(len(tc.data)) || f.SHA256 != hex.EncodeToString(sum[:]) || f.ContentType != tc.wantType || len(f.ID) != 36 {
 				t.Errorf("got %+v; want name %q, size %d, type %q", f, tc.wantName, len(tc.data), tc.wantType)
@@ -269,11 +274,11 @@ func TestListFiles(t *testing.T) {
 		ids = append(ids, f.ID)
 	}
 
-	list := func(query string) []fileBody {
+	list := func(query string) []listedFile {
 		t.Helper()
 		r := alice.call("GET", a.URL+"/api/files"+query, nil)
 		wantStatus(t, r, http.StatusOK)
-		var fs []fileBody
+		var fs []listedFile
 		r.json(t, &fs)
 		return fs
 	}

@@ -22,19 +22,24 @@ const sniffLen = 512
 // statusClientGone is what the request log shows for a client that went away.
 const statusClientGone = 499
 
-// fileBody is the JSON of a file (upload answer, list entries).
+// fileBody is the JSON of an uploaded file, exactly DESIGN's
+// {"id","name","size","sha256","content_type"}.
 type fileBody struct {
-	ID          string    `json:"id"`
-	Name        string    `json:"name"`
-	Size        int64     `json:"size"`
-	SHA256      string    `json:"sha256"`
-	ContentType string    `json:"content_type"`
-	Created     time.Time `json:"created"`
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+	ContentType string `json:"content_type"`
+}
+
+// listedFile is an entry of GET /api/files: the file and when it was uploaded.
+type listedFile struct {
+	fileBody
+	Created time.Time `json:"created"`
 }
 
 func newFileBody(f store.File) fileBody {
-	return fileBody{ID: f.ID, Name: f.Name, Size: f.Size, SHA256: f.SHA256,
-		ContentType: f.ContentType, Created: f.CreatedAt.UTC()}
+	return fileBody{ID: f.ID, Name: f.Name, Size: f.Size, SHA256: f.SHA256, ContentType: f.ContentType}
 }
 
 // handleUpload: multipart field "file"; 201 with the file; 413 over the limit, nothing kept.
@@ -162,9 +167,9 @@ func handleListFiles(logger *slog.Logger, st *store.Store, ss *sessionStore) htt
 			unavailable(w, r, logger, "list files", err)
 			return
 		}
-		out := make([]fileBody, 0, len(files))
+		out := make([]listedFile, 0, len(files))
 		for _, f := range files {
-			out = append(out, newFileBody(f))
+			out = append(out, listedFile{newFileBody(f), f.CreatedAt.UTC()})
 		}
 		encode(w, http.StatusOK, out)
 	})
