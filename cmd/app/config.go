@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -92,12 +93,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.SessionMaxAge < time.Minute {
 		return bad("SESSION_MAX_AGE", "%v is too short (at least 1m)", c.SessionMaxAge)
 	}
-	if v := getenv("COOKIE_SECURE"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return bad("COOKIE_SECURE", "%q is not true or false", v)
-		}
-		c.CookieSecure = b
+	// Only "false" drops Secure and the __Host- prefix: "0", "f" or "no" are
+	// refused rather than taken as an easy way to weaken the cookie.
+	switch v := getenv("COOKIE_SECURE"); {
+	case v == "" || strings.EqualFold(v, "true"):
+	case strings.EqualFold(v, "false"):
+		c.CookieSecure = false
+	default:
+		return bad("COOKIE_SECURE", "%q is not true or false", v)
 	}
 
 	for _, s := range strings.Split(getenv("TRUSTED_PROXIES"), ",") {
@@ -153,8 +156,8 @@ func parseSessionKeys(v string) ([]string, error) {
 	for i, k := range strings.Split(v, ",") {
 		k = strings.TrimSpace(k)
 		switch {
-		case len(k) < minSessionKeyLen:
-			return nil, fmt.Errorf("key %d is %d characters long; each needs at least %d", i+1, len(k), minSessionKeyLen)
+		case utf8.RuneCountInString(k) < minSessionKeyLen:
+			return nil, fmt.Errorf("key %d is %d characters long; each needs at least %d", i+1, utf8.RuneCountInString(k), minSessionKeyLen)
 		case seen[k]:
 			return nil, fmt.Errorf("key %d repeats an earlier key", i+1)
 		}

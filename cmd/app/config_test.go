@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +97,21 @@ func TestLoadConfigValues(t *testing.T) {
 	}
 }
 
+// TestCookieSecure: Secure (and the __Host- name) is dropped only by COOKIE_SECURE=false.
+func TestCookieSecure(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want bool
+	}{{"", true}, {"true", true}, {"TRUE", true}, {"false", false}, {"False", false}} {
+		env := baseEnv()
+		env["COOKIE_SECURE"] = tc.v
+		c, err := loadConfig(envMap(env))
+		if err != nil || c.CookieSecure != tc.want {
+			t.Errorf("COOKIE_SECURE=%q: CookieSecure %v, %v; want %v", tc.v, c.CookieSecure, err, tc.want)
+		}
+	}
+}
+
 func TestLoadConfigErrors(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -112,6 +129,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad max age", map[string]string{"SESSION_MAX_AGE": "forever"}, "", "SESSION_MAX_AGE"},
 		{"zero max age", map[string]string{"SESSION_MAX_AGE": "0s"}, "", "SESSION_MAX_AGE"},
 		{"bad cookie secure", map[string]string{"COOKIE_SECURE": "maybe"}, "", "COOKIE_SECURE"},
+		{"cookie secure 0", map[string]string{"COOKIE_SECURE": "0"}, "", "COOKIE_SECURE"},
+		{"cookie secure f", map[string]string{"COOKIE_SECURE": "f"}, "", "COOKIE_SECURE"},
+		{"key of 32 bytes, 16 characters", map[string]string{"SESSION_KEYS": strings.Repeat("é", 16)}, "", "SESSION_KEYS"},
 		{"bad proxy", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8,lb.example"}, "", "TRUSTED_PROXIES"},
 		{"bad upload size", map[string]string{"MAX_UPLOAD_BYTES": "32MiB"}, "", "MAX_UPLOAD_BYTES"},
 		{"tiny upload size", map[string]string{"MAX_UPLOAD_BYTES": "10"}, "", "MAX_UPLOAD_BYTES"},
@@ -157,5 +177,37 @@ func TestLoadConfigHidesDatabasePassword(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "s3cret-pw") {
 		t.Errorf("error %q shows the password", err)
+	}
+}
+
+// TestAppConfig: file transfers get half of DB_MAX_CONNS (at least one).
+func TestAppConfig(t *testing.T) {
+	for _, tc := range []struct {
+		conns string
+		want  int
+	}{{"", 8}, {"2", 1}, {"3", 1}, {"10", 5}} {
+		env := baseEnv()
+		env["DB_MAX_CONNS"] = tc.conns
+		c, err := loadConfig(envMap(env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appConfig(c).MaxTransfers; got != tc.want {
+			t.Errorf("DB_MAX_CONNS=%q: MaxTransfers %d, want %d", tc.conns, got, tc.want)
+		}
+	}
+}
+
+// TestHTTPServerLimits: every limit set; IdleTimeout 120 s, longer than lb's
+// 60 s idle timeout to backends, so that lb, not the app, closes an idle
+// connection (and never sends a request on one the app is closing).
+func TestHTTPServerLimits(t *testing.T) {
+	const lbBackendIdle = 60 * time.Second
+	srv := newHTTPServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	if srv.IdleTimeout != 120*time.Second || srv.IdleTimeout <= lbBackendIdle {
+		t.Errorf("IdleTimeout %v, want 120s (> lb's %v)", srv.IdleTimeout, lbBackendIdle)
+	}
+	if srv.ReadHeaderTimeout <= 0 || srv.MaxHeaderBytes <= 0 || srv.ErrorLog == nil {
+		t.Errorf("ReadHeaderTimeout %v, MaxHeaderBytes %d, ErrorLog %v: want all set", srv.ReadHeaderTimeout, srv.MaxHeaderBytes, srv.ErrorLog)
 	}
 }

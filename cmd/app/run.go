@@ -112,22 +112,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	st := store.New(pool)
 	ready := &app.Readiness{}
-	handler := app.NewServer(app.Config{
-		Version:        version,
-		Instance:       cfg.Instance,
-		MaxUploadBytes: cfg.MaxUploadBytes,
-		MaxTransfers:   int(cfg.DBMaxConns) / 2,
-	}, logger, cfg.Resolver, st, sess, ready)
-
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		// No ReadTimeout or WriteTimeout: uploads and downloads may be long and
-		// slow; request bodies are bounded by size instead.
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	srv := newHTTPServer(app.NewServer(appConfig(cfg), logger, cfg.Resolver, st, sess, ready), logger)
 
 	// Background work stops with ctx (SIGTERM), or when run returns.
 	bgCtx, stopBG := context.WithCancel(ctx)
@@ -177,6 +162,30 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// appConfig is the HTTP server's part of cfg: file transfers may hold at most
+// half of the DB_MAX_CONNS pool at once.
+func appConfig(cfg config) app.Config {
+	return app.Config{
+		Version:        version,
+		Instance:       cfg.Instance,
+		MaxUploadBytes: cfg.MaxUploadBytes,
+		MaxTransfers:   int(cfg.DBMaxConns) / 2,
+	}
+}
+
+// newHTTPServer is the app's http.Server around handler.
+func newHTTPServer(handler http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// No ReadTimeout or WriteTimeout: uploads and downloads may be long and
+		// slow; request bodies are bounded by size instead.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
 
 // migrate applies the schema migrations, retrying until they succeed (true)
