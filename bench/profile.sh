@@ -8,8 +8,9 @@
 #
 # Environment: BENCH_PROFILE_MODE (http | https | hs, default http),
 # BENCH_PROFILE_SECONDS (default 15), BENCH_LB_ENV, BENCH_PORT_BASE, BENCH_OUT,
-# BENCH_KEEP as for run.sh. Output: $BENCH_OUT/profile-MODE/ (cpu.pprof,
-# allocs.pprof, the lb binary and text summaries).
+# BENCH_KEEP as for run.sh; BENCH_PROFILE_TARGET=leanproxy profiles the
+# bench/leanproxy prototype instead. Output: $BENCH_OUT/profile-MODE/ (cpu.pprof,
+# allocs.pprof, the binary as "lb" and text summaries).
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -29,8 +30,15 @@ mkdir -p "$POUT"
 cat >"$WORK/overlay.json" <<EOF
 {"Replace": {"$ROOT/cmd/lb/zz_bench_pprof.go": "$BENCH/profile/pprof_overlay.go.txt"}}
 EOF
-log "building lb with the pprof overlay"
-(cd "$ROOT" && go build -overlay "$WORK/overlay.json" -o "$POUT/lb" ./cmd/lb)
+if [[ "${BENCH_PROFILE_TARGET:-lb}" == leanproxy ]]; then
+	POUT="$OUT/profile-leanproxy-$MODE"
+	mkdir -p "$POUT"
+	log "building bench/leanproxy (pprof built in)"
+	(cd "$ROOT" && go build -o "$POUT/lb" ./bench/leanproxy)
+else
+	log "building lb with the pprof overlay"
+	(cd "$ROOT" && go build -overlay "$WORK/overlay.json" -o "$POUT/lb" ./cmd/lb)
+fi
 
 start_backend
 CUR_MODE=$MODE

@@ -18,12 +18,19 @@ package main
 
 import (
 	"context"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 func main() {
+	if addr := os.Getenv("BENCH_PPROF_ADDR"); addr != "" {
+		servePprof(addr) // for bench/profile.sh
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args, os.Stdout)
 	stop()
@@ -31,4 +38,18 @@ func main() {
 		os.Stderr.WriteString("leanproxy: " + err.Error() + "\n")
 		os.Exit(1)
 	}
+}
+
+// servePprof serves net/http/pprof on addr in the background.
+func servePprof(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		os.Stderr.WriteString("leanproxy: pprof: " + err.Error() + "\n")
+		return
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
 }
