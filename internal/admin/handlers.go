@@ -71,27 +71,21 @@ func (s *server) handleAdd() http.Handler {
 }
 
 func (s *server) handleDrain() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		before, err := s.pool.Get(name)
-		if err != nil {
-			s.writePoolError(w, err)
-			return
-		}
-		st, err := s.pool.Drain(name)
-		if err != nil {
-			s.writePoolError(w, err)
-			return
-		}
-		s.logger.Info("admin: backend drained", "backend", name,
-			"from", before.State.String(), "to", st.State.String(),
-			"changed", before.State != st.State, "in_flight", st.InFlight, "remote", r.RemoteAddr)
-		s.changed()
-		writeJSON(w, http.StatusOK, toBackend(st))
+	return s.handleStateChange("drained", s.pool.Drain, func(st balancer.Status) []any {
+		return []any{"in_flight", st.InFlight}
 	})
 }
 
 func (s *server) handleEnable() http.Handler {
+	return s.handleStateChange("enabled", s.pool.Enable, func(st balancer.Status) []any {
+		return []any{"healthy", st.Healthy}
+	})
+}
+
+// handleStateChange serves drain and enable: op changes the named backend's
+// state, and the log line says what it was, what it is, and extra attributes.
+func (s *server) handleStateChange(verb string, op func(name string) (balancer.Status, error),
+	extra func(balancer.Status) []any) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		before, err := s.pool.Get(name)
@@ -99,14 +93,15 @@ func (s *server) handleEnable() http.Handler {
 			s.writePoolError(w, err)
 			return
 		}
-		st, err := s.pool.Enable(name)
+		st, err := op(name)
 		if err != nil {
 			s.writePoolError(w, err)
 			return
 		}
-		s.logger.Info("admin: backend enabled", "backend", name,
-			"from", before.State.String(), "to", st.State.String(),
-			"changed", before.State != st.State, "healthy", st.Healthy, "remote", r.RemoteAddr)
+		attrs := []any{"backend", name, "from", before.State.String(), "to", st.State.String(),
+			"changed", before.State != st.State}
+		attrs = append(append(attrs, extra(st)...), "remote", r.RemoteAddr)
+		s.logger.Info("admin: backend "+verb, attrs...)
 		s.changed()
 		writeJSON(w, http.StatusOK, toBackend(st))
 	})
