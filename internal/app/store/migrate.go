@@ -80,14 +80,14 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
-	return migrate(ctx, pool, ms)
+	return migrate(ctx, pool, ms, MigrateLockTimeout, 5)
 }
 
-func migrate(ctx context.Context, pool *pgxpool.Pool, ms []Migration) error {
-	const attempts = 5
+// migrate tries migrateOnce up to attempts times while it fails on a lock wait past lockTimeout.
+func migrate(ctx context.Context, pool *pgxpool.Pool, ms []Migration, lockTimeout time.Duration, attempts int) error {
 	var err error
 	for i := range attempts {
-		err = migrateOnce(ctx, pool, ms)
+		err = migrateOnce(ctx, pool, ms, lockTimeout)
 		var pgErr *pgconn.PgError
 		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55P03" { // lock_not_available
 			return err
@@ -101,14 +101,13 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []Migration) error {
 	return err
 }
 
-func migrateOnce(ctx context.Context, pool *pgxpool.Pool, ms []Migration) error {
+func migrateOnce(ctx context.Context, pool *pgxpool.Pool, ms []Migration, lockTimeout time.Duration) error {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate: begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	lockTimeout := fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", MigrateLockTimeout.Milliseconds())
-	if _, err := tx.Exec(ctx, lockTimeout); err != nil {
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", lockTimeout.Milliseconds())); err != nil {
 		return fmt.Errorf("migrate: set lock_timeout: %w", err)
 	}
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrateLockKey); err != nil {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"outrigger/internal/app/store"
@@ -98,14 +99,15 @@ func TestMigrate(t *testing.T) {
 	}
 }
 
-func TestMigrateWaitsForLock(t *testing.T) {
+// holdMigrateLock takes the migration lock as another migrating app server
+// would (in a transaction on its own connection); release gives it back.
+func holdMigrateLock(t *testing.T, pool *pgxpool.Pool) (release func()) {
+	t.Helper()
 	ctx := t.Context()
-	pool := pgtest.Pool(t, nil)
 	holder, err := pool.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Another server is migrating (holds the advisory lock in a transaction).
 	tx, err := holder.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +115,16 @@ func TestMigrateWaitsForLock(t *testing.T) {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", store.MigrateLockKey); err != nil {
 		t.Fatal(err)
 	}
+	return func() {
+		tx.Rollback(ctx)
+		holder.Release()
+	}
+}
+
+func TestMigrateWaitsForLock(t *testing.T) {
+	ctx := t.Context()
+	pool := pgtest.Pool(t, nil)
+	release := holdMigrateLock(t, pool)
 	done := make(chan error, 1)
 	go func() { done <- store.Migrate(ctx, pool) }()
 	// Migrate must be waiting for the lock: its backend shows up as waiting on an advisory lock.
@@ -124,13 +136,29 @@ func TestMigrateWaitsForLock(t *testing.T) {
 		}
 		return count(t, pool, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") > 0
 	})
-	tx.Rollback(ctx)
-	holder.Release()
+	release()
 	if err := <-done; err != nil {
 		t.Fatalf("Migrate after the lock was released: %v", err)
 	}
 	if got := count(t, pool, "SELECT count(*) FROM pg_tables WHERE tablename = 'users'"); got != 1 {
 		t.Errorf("users table: got %d, want 1", got)
+	}
+}
+
+// TestMigrateLockTimeout: a lock held past lock_timeout on every attempt makes
+// Migrate give up with lock_not_available (55P03), applying nothing, instead
+// of queueing behind the lock (and every query behind it) for ever.
+func TestMigrateLockTimeout(t *testing.T) {
+	pool := pgtest.Pool(t, nil)
+	release := holdMigrateLock(t, pool)
+	defer release()
+	err := store.MigrateWithin(t.Context(), pool, 100*time.Millisecond, 2)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "55P03" {
+		t.Fatalf("Migrate with the lock held: got %v, want a 55P03 lock_not_available error", err)
+	}
+	if got := count(t, pool, "SELECT count(*) FROM pg_tables WHERE tablename = 'users'"); got != 0 {
+		t.Errorf("users table: got %d, want 0 (nothing applied)", got)
 	}
 }
 
