@@ -118,9 +118,10 @@ func eachLB(targets []target, stderr io.Writer, op func(t target) error) error {
 	return nil
 }
 
-// parseAdminCommand parses an admin command's flags and checks its argument count.
-func parseAdminCommand(name, argsUsage string, nargs int, args []string, stderr io.Writer,
-	extra func(fs *flag.FlagSet)) (*adminFlags, []string, error) {
+// adminCommand parses an admin command's flags, checks its argument count
+// and resolves the flags and environment into one client per lb.
+func adminCommand(name, argsUsage string, nargs int, args []string, getenv func(string) string, stderr io.Writer,
+	extra func(fs *flag.FlagSet)) ([]target, []string, error) {
 	fs := newFlagSet(name, argsUsage, stderr)
 	af := &adminFlags{}
 	af.register(fs)
@@ -134,18 +135,18 @@ func parseAdminCommand(name, argsUsage string, nargs int, args []string, stderr 
 		fs.Usage()
 		return nil, nil, usagef("%s: want %s (flags first), got %d argument(s)", name, argsUsage, fs.NArg())
 	}
-	return af, fs.Args(), nil
+	targets, err := af.clients(getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return targets, fs.Args(), nil
 }
 
 func runBackends(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var asJSON bool
-	af, _, err := parseAdminCommand("backends", "", 0, args, stderr, func(fs *flag.FlagSet) {
+	targets, _, err := adminCommand("backends", "", 0, args, getenv, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print JSON (an array; with several -admin, an object keyed by admin URL)")
 	})
-	if err != nil {
-		return err
-	}
-	targets, err := af.clients(getenv)
 	if err != nil {
 		return err
 	}
@@ -215,14 +216,10 @@ func orDash(s string) string {
 func runDrain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var wait bool
 	var timeout time.Duration
-	af, rest, err := parseAdminCommand("drain", "NAME", 1, args, stderr, func(fs *flag.FlagSet) {
+	targets, rest, err := adminCommand("drain", "NAME", 1, args, getenv, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&wait, "wait", false, "wait until the backend has no request in flight")
 		fs.DurationVar(&timeout, "timeout", lbconfig.DefaultDrainTimeout, "with -wait: give up after this long")
 	})
-	if err != nil {
-		return err
-	}
-	targets, err := af.clients(getenv)
 	if err != nil {
 		return err
 	}
@@ -251,11 +248,7 @@ func runDrain(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 func runEnable(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	af, rest, err := parseAdminCommand("enable", "NAME", 1, args, stderr, nil)
-	if err != nil {
-		return err
-	}
-	targets, err := af.clients(getenv)
+	targets, rest, err := adminCommand("enable", "NAME", 1, args, getenv, stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -270,11 +263,7 @@ func runEnable(ctx context.Context, args []string, getenv func(string) string, s
 }
 
 func runAdd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	af, rest, err := parseAdminCommand("add", "NAME URL", 2, args, stderr, nil)
-	if err != nil {
-		return err
-	}
-	targets, err := af.clients(getenv)
+	targets, rest, err := adminCommand("add", "NAME URL", 2, args, getenv, stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -289,11 +278,7 @@ func runAdd(ctx context.Context, args []string, getenv func(string) string, stdo
 }
 
 func runRemove(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	af, rest, err := parseAdminCommand("remove", "NAME", 1, args, stderr, nil)
-	if err != nil {
-		return err
-	}
-	targets, err := af.clients(getenv)
+	targets, rest, err := adminCommand("remove", "NAME", 1, args, getenv, stderr, nil)
 	if err != nil {
 		return err
 	}
