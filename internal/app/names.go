@@ -12,15 +12,15 @@ import (
 const maxNameBytes = 255
 
 // cleanName makes an uploaded file name safe to keep and to send back: its
-// last path element (either slash), control characters and invalid UTF-8
-// removed, surrounding spaces trimmed, at most 255 bytes cut at a character
-// boundary. A name with nothing left is "file".
+// last path element (either slash), control characters (bidirectional ones
+// too) and invalid UTF-8 removed, surrounding spaces trimmed, at most 255
+// bytes cut at a character boundary. A name with nothing left is "file".
 func cleanName(name string) string {
 	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
 		name = name[i+1:]
 	}
 	name = strings.Map(func(r rune) rune {
-		if r == utf8.RuneError || unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+		if r == utf8.RuneError || unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || isBidiControl(r) {
 			return -1
 		}
 		return r
@@ -35,6 +35,17 @@ func cleanName(name string) string {
 		return "file"
 	}
 	return name
+}
+
+// isBidiControl reports whether r is one of Unicode's bidirectional control
+// characters, which can make "evil\u202Efdp.exe" look like "evilexe.pdf".
+func isBidiControl(r rune) bool {
+	switch {
+	case r == '\u061c', r == '\u200e', r == '\u200f',
+		'\u202a' <= r && r <= '\u202e', '\u2066' <= r && r <= '\u2069':
+		return true
+	}
+	return false
 }
 
 // sniffType labels the first bytes of a file: PNG, JPEG or PDF as sniffed,
