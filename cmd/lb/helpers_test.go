@@ -85,6 +85,24 @@ func newBackend(t *testing.T, name string, handler http.HandlerFunc) *testBacken
 	return b
 }
 
+// stuckBackend starts a backend whose requests (other than health checks)
+// block until their client goes or the test ends; started gets one value
+// per request.
+func stuckBackend(t *testing.T, name string) (*testBackend, <-chan struct{}) {
+	t.Helper()
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	b := newBackend(t, name, func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) }) // runs before the server's Close
+	return b, started
+}
+
 // writeFile writes a file with mode 0600 in dir.
 func writeFile(t *testing.T, dir, name, content string) string {
 	t.Helper()
@@ -101,6 +119,7 @@ type lbConfig struct {
 	backends  []*testBackend
 	extra     string // more top-level YAML
 	health    string // health_check keys (default: fast checks, rise 1, fall 1)
+	drain     string // drain_timeout (default 5s)
 	listen    string
 	adminPart string // extra admin keys
 }
@@ -118,7 +137,11 @@ func (c lbConfig) render() string {
 		health = "  interval: 100ms\n  timeout: 100ms\n  rise: 1\n  fall: 1\n"
 	}
 	b.WriteString("health_check:\n" + health)
-	b.WriteString("drain_timeout: 5s\n")
+	drain := c.drain
+	if drain == "" {
+		drain = "5s"
+	}
+	b.WriteString("drain_timeout: " + drain + "\n")
 	b.WriteString(c.extra)
 	b.WriteString("backends:\n")
 	for _, be := range c.backends {
@@ -254,6 +277,18 @@ func (l *runningLB) waitHealthy(names ...string) {
 			l.t.Fatalf("backend %s not healthy: %v", n, err)
 		}
 	}
+}
+
+// getInBackground sends GET path to the public listener from a goroutine and
+// discards the answer.
+func (l *runningLB) getInBackground(path string) {
+	go func() {
+		resp, err := http.Get("http://" + l.addrs["http"] + path)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
 }
 
 // get sends GET to the public listener.

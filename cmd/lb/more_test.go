@@ -215,28 +215,10 @@ func TestServeReloadToken(t *testing.T) {
 }
 
 func TestServeRemovePastDrainTimeout(t *testing.T) {
-	started := make(chan struct{}, 1)
-	release := make(chan struct{})
-	defer close(release)
-	b := newBackend(t, "app-1", func(w http.ResponseWriter, r *http.Request) {
-		started <- struct{}{}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	})
-	dir := t.TempDir()
-	writeFile(t, dir, "token", testToken)
-	text := strings.Replace(lbConfig{dir: dir, backends: []*testBackend{b}}.render(), "drain_timeout: 5s", "drain_timeout: 300ms", 1)
-	l := startLBFile(t, writeFile(t, dir, "lb.yaml", text))
+	b, started := stuckBackend(t, "app-1")
+	l := startLB(t, lbConfig{backends: []*testBackend{b}, drain: "300ms"})
 	l.waitHealthy("app-1")
-	go func() {
-		resp, err := http.Get("http://" + l.addrs["http"] + "/stuck")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	}()
+	l.getInBackground("/stuck")
 	<-started
 	start := time.Now()
 	if err := l.client.Remove(t.Context(), "app-1"); err != nil {
