@@ -2,6 +2,7 @@ package pgsession
 
 import (
 	"context"
+	"crypto/hkdf"
 	"crypto/sha256"
 	"errors"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -633,5 +635,30 @@ func TestSaveDatabaseDown(t *testing.T) {
 	}
 	if err := st.RenewID(ctx, &sessions.Session{ID: "x"}); err == nil || errors.Is(err, context.Canceled) {
 		t.Errorf("RenewID with the database down: got %v, want a database error", err)
+	}
+}
+
+// TestKeysDerivedByHKDF pins the key derivation (HKDF-SHA256 of each secret,
+// as DESIGN says): the cookie opens with the derived keys, not with the secret
+// itself. Changing the derivation would log every user out.
+func TestKeysDerivedByHKDF(t *testing.T) {
+	pool := pgtest.Pool(t, store.Migrate)
+	st := newStore(t, pool, []string{secret1}, Options{Secure: true})
+	c := login(t, st, 9)
+	key := func(info string) []byte {
+		k, err := hkdf.Key(sha256.New, []byte(secret1), []byte("outrigger pgsession v1"), info, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	var id []byte
+	derived := securecookie.New(key("cookie hmac"), key("cookie aes")).SetSerializer(securecookie.NopEncoder{})
+	if err := derived.Decode(c.Name, c.Value, &id); err != nil || len(id) != idLen {
+		t.Errorf("cookie with the HKDF-derived keys: %d-byte id, %v; want a %d-byte id", len(id), err, idLen)
+	}
+	raw := securecookie.New([]byte(secret1), []byte(secret1)).SetSerializer(securecookie.NopEncoder{})
+	if err := raw.Decode(c.Name, c.Value, &id); err == nil {
+		t.Errorf("the raw secret opens the cookie; want only the derived keys to")
 	}
 }
