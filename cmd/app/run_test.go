@@ -307,3 +307,31 @@ func freePort(t *testing.T) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// TestDefaultInstance: without APP_INSTANCE the instance is hostname:port of
+// the bound listener, in X-Instance, /healthz and every log line.
+func TestDefaultInstance(t *testing.T) {
+	a := startApp(t, testEnv(t, pgtest.DSN(t)))
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(a.URL, "http://"))
+	want := host + ":" + port
+	waitFor(t, 20*time.Second, "/healthz ok", func() bool { s, _, _ := health(http.DefaultClient, a.URL); return s == "ok" })
+	resp, err := http.Get(a.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Instance string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Header.Get("X-Instance"); got != want || body.Instance != want {
+		t.Errorf("X-Instance %q, /healthz instance %q; want %q", got, body.Instance, want)
+	}
+	if lines := a.Log.find(func(m map[string]any) bool { return m["instance"] != want }); len(lines) > 0 {
+		t.Errorf("log lines without instance %q: %v", want, lines)
+	}
+}
