@@ -231,3 +231,28 @@ func TestMiddlewareLogsAbortedResponse(t *testing.T) {
 		t.Errorf("line = %v, want aborted=true bytes=7 path=/big", line)
 	}
 }
+
+func TestMiddlewareOneRequestIDOnResponse(t *testing.T) {
+	tests := []struct {
+		name string
+		h    http.HandlerFunc
+	}{
+		{"backend copy replaced", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Add(RequestIDHeader, "from-backend")
+			w.WriteHeader(http.StatusAccepted)
+		}},
+		{"write without WriteHeader", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "x") }},
+		{"nothing written", func(w http.ResponseWriter, r *http.Request) {}},
+		{"flush first", func(w http.ResponseWriter, r *http.Request) { w.(http.Flusher).Flush() }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/", nil)
+			req.Header.Set(RequestIDHeader, "abc")
+			w, _ := serve(t, tc.h, req)
+			if got := w.Result().Header.Values(RequestIDHeader); len(got) != 1 || got[0] != "abc" {
+				t.Errorf("response X-Request-Id = %q, want exactly [abc]", got)
+			}
+		})
+	}
+}

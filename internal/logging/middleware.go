@@ -64,10 +64,9 @@ func Middleware(logger *slog.Logger, clientIP func(*http.Request) netip.Addr, op
 				id = ids.next()
 				r.Header.Set(RequestIDHeader, id)
 			}
-			w.Header().Set(RequestIDHeader, id)
 			e := &entry{requestID: id}
 			r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, e))
-			rec := &recorder{ResponseWriter: w}
+			rec := &recorder{ResponseWriter: w, requestID: id}
 			defer func() {
 				// A handler that aborts its response (panic(http.ErrAbortHandler),
 				// as a proxy does when a backend dies mid-body) still gets its
@@ -79,6 +78,9 @@ func Middleware(logger *slog.Logger, clientIP func(*http.Request) netip.Addr, op
 				}
 			}()
 			next.ServeHTTP(rec, r)
+			if rec.status == 0 {
+				rec.stamp() // nothing written: net/http sends the header after we return
+			}
 			cfg.log(logger, clientIP, r, rec, e, start)
 		})
 	}
@@ -187,16 +189,20 @@ func (s *idSource) next() string {
 	return string(b)
 }
 
-// recorder remembers the status and size of a response. Unwrap lets
+// recorder remembers the status and size of a response, and stamps the
+// request id on it as the header goes out (replacing any copy a proxied
+// backend sent, so the client sees exactly one). Unwrap lets
 // http.ResponseController reach the connection (Flush, Hijack, deadlines).
 type recorder struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
+	requestID string
+	status    int
+	bytes     int64
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if r.status == 0 || (r.status >= 100 && r.status < 200 && r.status != http.StatusSwitchingProtocols) {
+		r.stamp()
 		r.status = code
 	}
 	r.ResponseWriter.WriteHeader(code)
@@ -204,11 +210,17 @@ func (r *recorder) WriteHeader(code int) {
 
 func (r *recorder) Write(p []byte) (int, error) {
 	if r.status == 0 {
+		r.stamp()
 		r.status = http.StatusOK
 	}
 	n, err := r.ResponseWriter.Write(p)
 	r.bytes += int64(n)
 	return n, err
+}
+
+// stamp sets the request id header before the response header is sent.
+func (r *recorder) stamp() {
+	r.ResponseWriter.Header()[RequestIDHeader] = []string{r.requestID}
 }
 
 // Unwrap returns the wrapped ResponseWriter.
@@ -217,6 +229,7 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 // Flush sends buffered data to the client, for handlers that assert http.Flusher.
 func (r *recorder) Flush() {
 	if r.status == 0 {
+		r.stamp()
 		r.status = http.StatusOK
 	}
 	_ = http.NewResponseController(r.ResponseWriter).Flush()
