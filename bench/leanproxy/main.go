@@ -14,6 +14,12 @@
 //
 //	go build -o /tmp/leanproxy ./bench/leanproxy
 //	BENCH_LBX_BIN=/tmp/leanproxy BENCH_TARGETS="lb lbx haproxy" bench/run.sh
+//
+// LEANPROXY_MODE picks the design measured: "lean" (the default, above),
+// "syncrt" (net/http.Server + httputil.ReverseProxy over a synchronous
+// RoundTripper instead of http.Transport: stdlib.go) or "transport"
+// (net/http.Server + httputil.ReverseProxy + http.Transport, lb's design
+// without lb's features).
 package main
 
 import (
@@ -32,7 +38,7 @@ func main() {
 		servePprof(addr) // for bench/profile.sh
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args, os.Stdout)
+	err := run(ctx, os.Args, os.Getenv, os.Stdout)
 	stop()
 	if err != nil {
 		os.Stderr.WriteString("leanproxy: " + err.Error() + "\n")

@@ -83,7 +83,7 @@ type proxy struct {
 	bufs     sync.Pool
 }
 
-func run(ctx context.Context, args []string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) != 4 || args[1] != "serve" || args[2] != "-config" {
 		return errors.New("usage: leanproxy serve -config FILE")
 	}
@@ -99,9 +99,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	for _, b := range cfg.Backends {
 		urls = append(urls, b.URL)
 	}
-	p, err := newProxy(urls, stdout)
-	if err != nil {
-		return err
+	mode := getenv("LEANPROXY_MODE")
+	if mode == "" {
+		mode = modeLean
+	}
+	if mode != modeLean && mode != modeSyncRT && mode != modeTransport {
+		return fmt.Errorf("LEANPROXY_MODE=%q: want %s, %s or %s", mode, modeLean, modeSyncRT, modeTransport)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -114,6 +117,21 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("certificate: %w", err)
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
+	}
+	if mode != modeLean {
+		h, err := stdlibHandler(urls, mode, stdout)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		return serveStdlib(ctx, ln, h)
+	}
+	p, err := newProxy(urls, stdout)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if cfg.TLS != nil {
 		p.scheme = "https"
 	}
 	return p.serve(ctx, ln)

@@ -13,21 +13,31 @@ import (
 	"time"
 )
 
-// startLean runs a leanproxy in front of the given backends on 127.0.0.1:0.
-func startLean(t *testing.T, backends ...string) (string, *syncWriter) {
+var modes = []string{modeLean, modeSyncRT, modeTransport}
+
+// startLean runs a leanproxy in the given mode in front of the backends on 127.0.0.1:0.
+func startLean(t *testing.T, mode string, backends ...string) (string, *syncWriter) {
 	t.Helper()
 	logs := &syncWriter{}
-	p, err := newProxy(backends, logs)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.serve(ctx, ln) }()
+	if mode == modeLean {
+		p, err := newProxy(backends, logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { done <- p.serve(ctx, ln) }()
+	} else {
+		h, err := stdlibHandler(backends, mode, logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { done <- serveStdlib(ctx, ln, h) }()
+	}
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -69,6 +79,12 @@ func (s *syncWriter) waitLines(n int) (string, bool) {
 }
 
 func TestForwards(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) { testForwards(t, mode) })
+	}
+}
+
+func testForwards(t *testing.T, mode string) {
 	type seen struct{ name, xff, proto, host, body string }
 	got := make(chan seen, 10)
 	var urls []string
@@ -88,7 +104,7 @@ func TestForwards(t *testing.T) {
 		defer s.Close()
 		urls = append(urls, s.URL)
 	}
-	base, logs := startLean(t, urls...)
+	base, logs := startLean(t, mode, urls...)
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
 
@@ -144,13 +160,15 @@ func TestBackendDownIs502(t *testing.T) {
 	}
 	dead := "http://" + ln.Addr().String()
 	ln.Close()
-	base, _ := startLean(t, dead)
-	resp, err := http.Get(base + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadGateway {
-		t.Errorf("got status %d, want 502", resp.StatusCode)
+	for _, mode := range modes {
+		base, _ := startLean(t, mode, dead)
+		resp, err := http.Get(base + "/")
+		if err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("%s: got status %d, want 502", mode, resp.StatusCode)
+		}
 	}
 }
