@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"outrigger/internal/admin"
+	"outrigger/internal/lbtest"
 )
 
 func TestServeAdminAuth(t *testing.T) {
@@ -143,7 +144,7 @@ func TestServeRemoveWaitsForInFlight(t *testing.T) {
 	<-started
 	removed := make(chan error, 1)
 	go func() { removed <- l.client.Remove(context.Background(), "app-1") }()
-	waitFor(t, 5*time.Second, "app-1 draining", func() bool {
+	lbtest.WaitFor(t, 5*time.Second, "app-1 draining", func() bool {
 		b, err := l.client.Backend(context.Background(), "app-1")
 		return err == nil && b.State == "draining" && b.InFlight == 1
 	})

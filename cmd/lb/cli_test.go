@@ -9,12 +9,13 @@ import (
 	"testing"
 
 	"outrigger/internal/admin"
+	"outrigger/internal/lbtest"
 )
 
 // runCLI runs lb with args and env, and returns stdout, stderr and the exit status.
 func runCLI(t *testing.T, env map[string]string, args ...string) (string, string, int) {
 	t.Helper()
-	var stdout, stderr syncBuffer
+	var stdout, stderr lbtest.SyncBuffer
 	err := run(context.Background(), append([]string{"lb"}, args...), func(k string) string { return env[k] }, &stdout, &stderr)
 	code := exitCode(err, &stderr)
 	return stdout.String(), stderr.String(), code

@@ -1,61 +1,22 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"outrigger/internal/admin"
+	"outrigger/internal/lbtest"
 )
 
 const testToken = "test-admin-token-0123456789"
-
-// syncBuffer collects a program's output safely across goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // testBackend is a real HTTP backend that answers health checks.
 type testBackend struct {
@@ -158,7 +119,7 @@ type runningLB struct {
 	t       *testing.T
 	cfgPath string
 	addrs   map[string]string
-	out     *syncBuffer
+	out     *lbtest.SyncBuffer
 	cancel  context.CancelFunc
 	done    chan error
 	reload  chan struct{}
@@ -189,7 +150,7 @@ func startLBFile(t *testing.T, cfgPath string) *runningLB {
 func startLBWith(t *testing.T, cfgPath string, hookReload bool) *runningLB {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &runningLB{t: t, cfgPath: cfgPath, addrs: map[string]string{}, out: &syncBuffer{}, cancel: cancel,
+	l := &runningLB{t: t, cfgPath: cfgPath, addrs: map[string]string{}, out: &lbtest.SyncBuffer{}, cancel: cancel,
 		done: make(chan error, 1), reload: make(chan struct{}), reloads: make(chan error, 16)}
 	type bound struct{ name, addr string }
 	listening := make(chan bound, 8)
@@ -308,39 +269,4 @@ func (l *runningLB) get(t *testing.T, path string, hdr http.Header) (int, string
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body), resp.Header
-}
-
-// selfSigned writes a self-signed certificate for names (and 127.0.0.1) and
-// returns the cert and key paths and the certificate.
-func selfSigned(t *testing.T, dir string, names ...string) (certPath, keyPath string, cert *x509.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err = x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPath = writeFile(t, dir, "cert.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	keyPath = writeFile(t, dir, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})))
-	return certPath, keyPath, cert
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"outrigger/internal/admin"
+	"outrigger/internal/lbtest"
 )
 
 func TestServeTrustedProxyKeepsChain(t *testing.T) {
@@ -30,7 +31,7 @@ func TestServeTrustedProxyKeepsChain(t *testing.T) {
 		t.Errorf("response X-Request-ID %q, want abc-123", got)
 	}
 	// The access line is written once the response is done: poll for it.
-	waitFor(t, 5*time.Second, "an access log line with client_ip 203.0.113.9", func() bool {
+	lbtest.WaitFor(t, 5*time.Second, "an access log line with client_ip 203.0.113.9", func() bool {
 		return strings.Contains(l.out.String(), `"client_ip":"203.0.113.9"`)
 	})
 }
@@ -86,7 +87,7 @@ func TestServeUpgradeAndCloseAtDrainTimeout(t *testing.T) {
 	if err != nil || line != "echo Content-Length: 1 Transfer-Encoding: chunked\n" {
 		t.Fatalf("echo: got %q, %v", line, err)
 	}
-	waitFor(t, 5*time.Second, "upgraded=1", func() bool {
+	lbtest.WaitFor(t, 5*time.Second, "upgraded=1", func() bool {
 		st, err := l.client.Backend(t.Context(), "app-1")
 		return err == nil && st.Upgraded == 1
 	})

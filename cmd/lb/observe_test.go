@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"outrigger/internal/lbtest"
 )
 
 // scrape returns the admin listener's /metrics text.
@@ -106,7 +108,7 @@ func TestServeMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The checker drops its series when it syncs after the removal.
-	waitFor(t, 5*time.Second, "app-2's series to go", func() bool {
+	lbtest.WaitFor(t, 5*time.Second, "app-2's series to go", func() bool {
 		return !strings.Contains(l.scrape(t), `backend="app-2"`)
 	})
 }
@@ -143,7 +145,7 @@ func TestServeAccessLog(t *testing.T) {
 
 	line := func(id string) map[string]any {
 		var found map[string]any
-		waitFor(t, 5*time.Second, "the access line of "+id, func() bool {
+		lbtest.WaitFor(t, 5*time.Second, "the access line of "+id, func() bool {
 			sc := bufio.NewScanner(strings.NewReader(l.out.String()))
 			for sc.Scan() {
 				var m map[string]any

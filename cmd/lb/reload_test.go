@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"outrigger/internal/lbtest"
 )
 
 // load sends GETs from a few clients until stop is closed (or a bound is
@@ -93,7 +95,7 @@ func TestServeReload(t *testing.T) {
 	}
 
 	ld := startLoad(t, l.addrs["http"], 4)
-	waitFor(t, 10*time.Second, "load on app-1 and app-2", func() bool { return ld.count("app-1") > 20 && ld.count("app-2") > 20 })
+	lbtest.WaitFor(t, 10*time.Second, "load on app-1 and app-2", func() bool { return ld.count("app-1") > 20 && ld.count("app-2") > 20 })
 
 	// Replace app-1 by app-3.
 	rewrite(lbConfig{backends: []*testBackend{b2, b3}, extra: "policy: round_robin\n"})
@@ -101,9 +103,9 @@ func TestServeReload(t *testing.T) {
 		t.Fatalf("reload: %v", err)
 	}
 	l.waitHealthy("app-3")
-	waitFor(t, 10*time.Second, "traffic on app-3", func() bool { return ld.count("app-3") > 20 })
+	lbtest.WaitFor(t, 10*time.Second, "traffic on app-3", func() bool { return ld.count("app-3") > 20 })
 	before1 := ld.count("app-1")
-	waitFor(t, 10*time.Second, "more traffic on app-2 and app-3", func() bool { return ld.count("app-3") > 60 })
+	lbtest.WaitFor(t, 10*time.Second, "more traffic on app-2 and app-3", func() bool { return ld.count("app-3") > 60 })
 	if got := ld.count("app-1"); got != before1 {
 		t.Errorf("removed app-1 still got %d requests after the reload", got-before1)
 	}
@@ -114,7 +116,7 @@ func TestServeReload(t *testing.T) {
 		t.Fatalf("reload: %v", err)
 	}
 	l.waitHealthy("app-1")
-	waitFor(t, 10*time.Second, "traffic on app-1 again", func() bool { return ld.count("app-1") > before1+20 })
+	lbtest.WaitFor(t, 10*time.Second, "traffic on app-1 again", func() bool { return ld.count("app-1") > before1+20 })
 	ld.finish()
 	if len(ld.failures) > 0 {
 		t.Errorf("%d of %d requests failed during reloads, first: %s", len(ld.failures), ld.total.Load(), ld.failures[0])
@@ -276,7 +278,7 @@ func TestServeReloadKeepsStateAndAppliesSettings(t *testing.T) {
 	if err := l.doReload(); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
-	waitFor(t, 10*time.Second, "app-1 down on the new health-check path", func() bool {
+	lbtest.WaitFor(t, 10*time.Second, "app-1 down on the new health-check path", func() bool {
 		b, err := l.client.Backend(ctx, "app-1")
 		return err == nil && !b.Healthy && strings.Contains(b.LastError, "503")
 	})

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"outrigger/internal/lbtest"
 )
 
 func TestServeShutdownDrainsInFlight(t *testing.T) {
@@ -37,7 +39,7 @@ func TestServeShutdownDrainsInFlight(t *testing.T) {
 	}()
 	<-started
 	l.cancel() // what SIGTERM does through signal.NotifyContext
-	waitFor(t, 5*time.Second, "the public listener to stop accepting", func() bool {
+	lbtest.WaitFor(t, 5*time.Second, "the public listener to stop accepting", func() bool {
 		c, err := net.DialTimeout("tcp", l.addrs["http"], time.Second)
 		if err != nil {
 			return true

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"outrigger/internal/lbtest"
 )
 
 func TestServeTLS(t *testing.T) {
@@ -18,7 +20,7 @@ func TestServeTLS(t *testing.T) {
 		io.WriteString(w, "proto="+r.Header.Get("X-Forwarded-Proto")+" xff="+r.Header.Get("X-Forwarded-For"))
 	})
 	dir := t.TempDir()
-	certPath, keyPath, cert := selfSigned(t, dir, "lb.test")
+	certPath, keyPath, cert := lbtest.SelfSigned(t, dir, 1, 24*time.Hour, "lb.test")
 	tlsBlock := "tls:\n  cert_file: " + certPath + "\n  key_file: " + keyPath + "\n  hsts: \"max-age=60\"\nhttp_listen: 127.0.0.1:0\n"
 	l := startLB(t, lbConfig{dir: dir, backends: []*testBackend{b}, extra: tlsBlock})
 	l.waitHealthy("app-1")
@@ -87,7 +89,7 @@ func TestServeTLS(t *testing.T) {
 	}
 
 	// Reload re-reads the certificate files.
-	certPath2, keyPath2, cert2 := selfSigned(t, t.TempDir(), "lb.test")
+	certPath2, keyPath2, cert2 := lbtest.SelfSigned(t, t.TempDir(), 2, 24*time.Hour, "lb.test")
 	for _, p := range [][2]string{{certPath2, certPath}, {keyPath2, keyPath}} {
 		data, err := os.ReadFile(p[0])
 		if err != nil {
@@ -114,7 +116,7 @@ func TestServeTLS(t *testing.T) {
 func TestServeAdminHTTPS(t *testing.T) {
 	b := newBackend(t, "app-1", nil)
 	dir := t.TempDir()
-	certPath, keyPath, cert := selfSigned(t, dir, "lb-admin.test")
+	certPath, keyPath, cert := lbtest.SelfSigned(t, dir, 3, 24*time.Hour, "lb-admin.test")
 	l := startLB(t, lbConfig{dir: dir, backends: []*testBackend{b},
 		adminPart: "  cert_file: " + certPath + "\n  key_file: " + keyPath + "\n"})
 	roots := x509.NewCertPool()

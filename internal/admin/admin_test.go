@@ -20,32 +20,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"outrigger/internal/balancer"
+	"outrigger/internal/lbtest"
 )
 
 const testToken = "s3cret-token-value"
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type fixture struct {
 	pool    *balancer.Pool
 	srv     *httptest.Server
-	logs    *syncBuffer
+	logs    *lbtest.SyncBuffer
 	changes *atomic.Int64
 	client  *Client
 
@@ -71,7 +54,7 @@ func newFixture(t *testing.T, backends ...string) *fixture {
 			t.Fatalf("Add %s: %v", name, err)
 		}
 	}
-	f := &fixture{pool: pool, logs: &syncBuffer{}, changes: &atomic.Int64{}}
+	f := &fixture{pool: pool, logs: &lbtest.SyncBuffer{}, changes: &atomic.Int64{}}
 	logger := slog.New(slog.NewJSONHandler(f.logs, nil))
 	h := NewHandler(pool, logger, Options{
 		Token:        func() string { return testToken },

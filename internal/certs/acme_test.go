@@ -13,14 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"outrigger/internal/lbconfig"
+	"outrigger/internal/lbtest"
 	"outrigger/internal/pgtest"
 )
 
 func TestMain(m *testing.M) {
-	// Read once by Pebble's constructors: fast, deterministic validation.
-	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	os.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	os.Setenv("PEBBLE_AUTHZREUSE", "0")
 	os.Exit(pgtest.Run(m))
 }
 
@@ -28,19 +25,19 @@ func TestMain(m *testing.M) {
 type acmeLB struct {
 	src   *Source
 	https string // HTTPS listener address
-	logs  *logBuffer
+	logs  *lbtest.SyncBuffer
 	reg   *prometheus.Registry
 }
 
 // acmeConfig is the tls block for domains at the CA p, caching in dir.
-func acmeConfig(p *pebble, dir string, domains ...string) lbconfig.TLS {
+func acmeConfig(p *lbtest.Pebble, dir string, domains ...string) lbconfig.TLS {
 	return lbconfig.TLS{
 		ACME: &lbconfig.ACME{
 			Domains:      domains,
 			Email:        "ops@example.com",
-			DirectoryURL: p.dirURL,
+			DirectoryURL: p.DirURL,
 			CacheDir:     dir,
-			CAFile:       p.caFile,
+			CAFile:       p.CAFile,
 		},
 		HSTS: "max-age=60",
 	}
@@ -66,7 +63,7 @@ func startACMELB(t *testing.T, cfg lbconfig.TLS, httpsLn, httpLn net.Listener) *
 
 // checkChain checks a response was served with a certificate for name
 // issued by the CA p: chain verified with SNI, intermediate as issued.
-func checkChain(t *testing.T, resp *http.Response, p *pebble, name string) *x509.Certificate {
+func checkChain(t *testing.T, resp *http.Response, p *lbtest.Pebble, name string) *x509.Certificate {
 	t.Helper()
 	if resp.TLS == nil {
 		t.Fatal("response was not over TLS")
@@ -79,27 +76,27 @@ func checkChain(t *testing.T, resp *http.Response, p *pebble, name string) *x509
 	if got := leaf.DNSNames; len(got) != 1 || got[0] != name {
 		t.Errorf("leaf names: got %q, want [%s]", got, name)
 	}
-	if !certs[1].Equal(p.inter) {
-		t.Errorf("got intermediate %q, want Pebble's %q", certs[1].Subject, p.inter.Subject)
+	if !certs[1].Equal(p.Inter) {
+		t.Errorf("got intermediate %q, want Pebble's %q", certs[1].Subject, p.Inter.Subject)
 	}
 	inter := x509.NewCertPool()
-	inter.AddCert(p.inter)
-	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: p.roots, Intermediates: inter}); err != nil {
+	inter.AddCert(p.Inter)
+	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: p.Roots, Intermediates: inter}); err != nil {
 		t.Errorf("leaf does not verify against Pebble's root: %v", err)
 	}
 	return leaf
 }
 
 func TestACMETLSALPN01ThenRestartFromCache(t *testing.T) {
-	dnsAddr := startDNS(t, nil)
+	dnsAddr := lbtest.StartDNS(t, nil)
 	httpsLn := listen(t)
-	p := startPebble(t, dnsAddr, deadPort(t), portNum(t, httpsLn.Addr().String()), 0)
+	p := lbtest.StartPebble(t, dnsAddr, deadPort(t), portNum(t, httpsLn.Addr().String()), 0)
 	cacheDir := t.TempDir()
 	cfg := acmeConfig(p, cacheDir, testName)
 	lb := startACMELB(t, cfg, httpsLn, nil)
 
 	start := time.Now()
-	resp, body, err := get(t, lb.https, testName, p.roots)
+	resp, body, err := get(t, lb.https, testName, p.Roots)
 	if err != nil {
 		t.Fatalf("first HTTPS request (issuance in the handshake): %v\nlogs:\n%s", err, lb.logs)
 	}
@@ -114,13 +111,13 @@ func TestACMETLSALPN01ThenRestartFromCache(t *testing.T) {
 		t.Errorf("HSTS: got %q, want max-age=60", got)
 	}
 	leaf := checkChain(t, resp, p, testName)
-	if got := p.orders.Load(); got != 1 {
+	if got := p.Orders.Load(); got != 1 {
 		t.Errorf("got %d orders, want 1", got)
 	}
 	if got, ok := gaugeValue(t, lb.reg, testName); !ok || got != float64(leaf.NotAfter.Unix()) {
 		t.Errorf("expiry metric: got %v (present %v), want %d", got, ok, leaf.NotAfter.Unix())
 	}
-	if !lb.logs.has(`"msg":"certificate issued"`, `"name":"lb.test"`, leaf.SerialNumber.Text(16)) {
+	if !lb.logs.HasLine(`"msg":"certificate issued"`, `"name":"lb.test"`, leaf.SerialNumber.Text(16)) {
 		t.Errorf("no issuance log line; logs:\n%s", lb.logs)
 	}
 
@@ -134,7 +131,7 @@ func TestACMETLSALPN01ThenRestartFromCache(t *testing.T) {
 	}
 
 	// A name outside the policy fails at once, without asking the CA.
-	before := p.requests.Load()
+	before := p.Requests.Load()
 	start = time.Now()
 	_, err = handshake(lb.https, "other.test")
 	if err == nil {
@@ -146,10 +143,10 @@ func TestACMETLSALPN01ThenRestartFromCache(t *testing.T) {
 	if _, err := handshake(lb.https, "other.test", "acme-tls/1"); err == nil {
 		t.Error("acme-tls/1 handshake for other.test succeeded, want failure")
 	}
-	if got := p.requests.Load(); got != before {
+	if got := p.Requests.Load(); got != before {
 		t.Errorf("CA got %d requests for a name outside the policy, want 0", got-before)
 	}
-	if !lb.logs.has(`"msg":"handshake refused: name not in tls.acme.domains"`, `"name":"other.test"`) {
+	if !lb.logs.HasLine(`"msg":"handshake refused: name not in tls.acme.domains"`, `"name":"other.test"`) {
 		t.Errorf("no log line for the refused name; logs:\n%s", lb.logs)
 	}
 	if _, err := handshake(lb.https, "third.test"); err == nil {
@@ -164,10 +161,10 @@ func TestACMETLSALPN01ThenRestartFromCache(t *testing.T) {
 
 	// Restart: a new Source on the same cache dir serves the cached
 	// certificate while the CA is down.
-	p.srv.Close()
+	p.Close()
 	lb2 := startACMELB(t, cfg, listen(t), nil)
 	start = time.Now()
-	resp, _, err = get(t, lb2.https, testName, p.roots)
+	resp, _, err = get(t, lb2.https, testName, p.Roots)
 	if err != nil {
 		t.Fatalf("restarted lb with the CA down: %v\nlogs:\n%s", err, lb2.logs)
 	}
@@ -176,7 +173,7 @@ func TestACMETLSALPN01ThenRestartFromCache(t *testing.T) {
 		t.Errorf("restarted lb served serial %s, want the cached %s", got.SerialNumber, leaf.SerialNumber)
 	}
 	checkChain(t, resp, p, testName)
-	if !lb2.logs.has(`"msg":"certificate loaded from cache"`, `"name":"lb.test"`) {
+	if !lb2.logs.HasLine(`"msg":"certificate loaded from cache"`, `"name":"lb.test"`) {
 		t.Errorf("no cache log line; logs:\n%s", lb2.logs)
 	}
 	if got, ok := gaugeValue(t, lb2.reg, testName); !ok || got != float64(leaf.NotAfter.Unix()) {
@@ -185,13 +182,13 @@ func TestACMETLSALPN01ThenRestartFromCache(t *testing.T) {
 }
 
 func TestACMEHTTP01(t *testing.T) {
-	dnsAddr := startDNS(t, nil)
+	dnsAddr := lbtest.StartDNS(t, nil)
 	httpsLn, httpLn := listen(t), listen(t)
 	// TLS-ALPN-01 probes go to a dead port, so only HTTP-01 can succeed.
-	p := startPebble(t, dnsAddr, portNum(t, httpLn.Addr().String()), deadPort(t), 0)
+	p := lbtest.StartPebble(t, dnsAddr, portNum(t, httpLn.Addr().String()), deadPort(t), 0)
 	lb := startACMELB(t, acmeConfig(p, t.TempDir(), testName), httpsLn, httpLn)
 
-	resp, body, err := get(t, lb.https, testName, p.roots)
+	resp, body, err := get(t, lb.https, testName, p.Roots)
 	if err != nil {
 		t.Fatalf("HTTPS request: %v\nlogs:\n%s", err, lb.logs)
 	}
@@ -200,10 +197,10 @@ func TestACMEHTTP01(t *testing.T) {
 	}
 	checkChain(t, resp, p, testName)
 	// autocert tries tls-alpn-01 first, then places a second order for http-01.
-	if got := p.orders.Load(); got != 2 {
+	if got := p.Orders.Load(); got != 2 {
 		t.Errorf("got %d orders, want 2 (tls-alpn-01 failed, http-01 passed)", got)
 	}
-	if !lb.logs.has(`"msg":"acme challenge failed"`, `"name":"lb.test"`, `"challenge":"tls-alpn-01"`, `"reason":`) {
+	if !lb.logs.HasLine(`"msg":"acme challenge failed"`, `"name":"lb.test"`, `"challenge":"tls-alpn-01"`, `"reason":`) {
 		t.Errorf("the failed tls-alpn-01 challenge was not logged with the CA's reason; logs:\n%s", lb.logs)
 	}
 
@@ -244,10 +241,10 @@ func TestACMEFailuresStayPerName(t *testing.T) {
 	// bad.test resolves to 127.0.0.2, where the lb does not listen: its
 	// challenges fail. The CA refuses to issue for blocked.test. lb.test
 	// is issued normally all the same.
-	dnsAddr := startDNS(t, map[string]string{"bad.test": "127.0.0.2"})
+	dnsAddr := lbtest.StartDNS(t, map[string]string{"bad.test": "127.0.0.2"})
 	httpsLn := listen(t)
-	p := startPebble(t, dnsAddr, deadPort(t), portNum(t, httpsLn.Addr().String()), 0)
-	if err := p.store.AddBlockedDomain("blocked.test"); err != nil {
+	p := lbtest.StartPebble(t, dnsAddr, deadPort(t), portNum(t, httpsLn.Addr().String()), 0)
+	if err := p.Store.AddBlockedDomain("blocked.test"); err != nil {
 		t.Fatal(err)
 	}
 	lb := startACMELB(t, acmeConfig(p, t.TempDir(), testName, "bad.test", "blocked.test"), httpsLn, nil)
@@ -255,23 +252,23 @@ func TestACMEFailuresStayPerName(t *testing.T) {
 	if _, err := handshake(lb.https, "blocked.test"); err == nil {
 		t.Fatal("handshake for blocked.test succeeded, want failure")
 	}
-	if !lb.logs.has(`"msg":"acme error"`, `rejectedIdentifier`, "forbidden by policy") {
+	if !lb.logs.HasLine(`"msg":"acme error"`, `rejectedIdentifier`, "forbidden by policy") {
 		t.Errorf("the CA's refusal was not logged with its reason; logs:\n%s", lb.logs)
 	}
-	if !lb.logs.has(`"msg":"certificate failed"`, `"name":"blocked.test"`) {
+	if !lb.logs.HasLine(`"msg":"certificate failed"`, `"name":"blocked.test"`) {
 		t.Errorf("no failure line for blocked.test; logs:\n%s", lb.logs)
 	}
 
 	if _, err := handshake(lb.https, "bad.test"); err == nil {
 		t.Fatal("handshake for bad.test succeeded, want failure")
 	}
-	if !lb.logs.has(`"msg":"certificate failed"`, `"name":"bad.test"`) {
+	if !lb.logs.HasLine(`"msg":"certificate failed"`, `"name":"bad.test"`) {
 		t.Errorf("no failure line for bad.test; logs:\n%s", lb.logs)
 	}
-	if !lb.logs.has(`"msg":"acme challenge failed"`, `"name":"bad.test"`, `"reason":"`) {
+	if !lb.logs.HasLine(`"msg":"acme challenge failed"`, `"name":"bad.test"`, `"reason":"`) {
 		t.Errorf("no CA reason logged for bad.test; logs:\n%s", lb.logs)
 	}
-	resp, _, err := get(t, lb.https, testName, p.roots)
+	resp, _, err := get(t, lb.https, testName, p.Roots)
 	if err != nil {
 		t.Fatalf("lb.test after bad.test failed: %v\nlogs:\n%s", err, lb.logs)
 	}
@@ -296,29 +293,29 @@ func TestACMECADown(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("failure took %s, want it quick", d)
 	}
-	if !lb.logs.has(`"msg":"acme request failed"`, "connection refused") {
+	if !lb.logs.HasLine(`"msg":"acme request failed"`, "connection refused") {
 		t.Errorf("no log line about the CA being down; logs:\n%s", lb.logs)
 	}
-	if !lb.logs.has(`"msg":"certificate failed"`, `"name":"lb.test"`) {
+	if !lb.logs.HasLine(`"msg":"certificate failed"`, `"name":"lb.test"`) {
 		t.Errorf("no failure line for lb.test; logs:\n%s", lb.logs)
 	}
 }
 
 func TestACMERenewal(t *testing.T) {
-	dnsAddr := startDNS(t, nil)
+	dnsAddr := lbtest.StartDNS(t, nil)
 	httpsLn := listen(t)
-	p := startPebble(t, dnsAddr, deadPort(t), portNum(t, httpsLn.Addr().String()), 20*time.Second)
+	p := lbtest.StartPebble(t, dnsAddr, deadPort(t), portNum(t, httpsLn.Addr().String()), 20*time.Second)
 	cfg := acmeConfig(p, t.TempDir(), testName)
 	cfg.ACME.RenewBefore = 15 * time.Second
 	lb := startACMELB(t, cfg, httpsLn, nil)
 
-	resp, _, err := get(t, lb.https, testName, p.roots)
+	resp, _, err := get(t, lb.https, testName, p.Roots)
 	if err != nil {
 		t.Fatalf("first request: %v\nlogs:\n%s", err, lb.logs)
 	}
 	first := checkChain(t, resp, p, testName)
 	var renewed *x509.Certificate
-	waitFor(t, 30*time.Second, "a renewed certificate to be served", func() bool {
+	lbtest.WaitFor(t, 30*time.Second, "a renewed certificate to be served", func() bool {
 		leaf, err := handshake(lb.https, testName)
 		if err == nil && leaf.SerialNumber.Cmp(first.SerialNumber) != 0 {
 			renewed = leaf
@@ -329,10 +326,10 @@ func TestACMERenewal(t *testing.T) {
 	if !renewed.NotAfter.After(first.NotAfter) {
 		t.Errorf("renewed NotAfter %s is not after the first %s", renewed.NotAfter, first.NotAfter)
 	}
-	if !lb.logs.has(`"msg":"certificate renewed"`, `"name":"lb.test"`) {
+	if !lb.logs.HasLine(`"msg":"certificate renewed"`, `"name":"lb.test"`) {
 		t.Errorf("no renewal log line; logs:\n%s", lb.logs)
 	}
-	waitFor(t, 5*time.Second, "the metric to follow the renewal", func() bool {
+	lbtest.WaitFor(t, 5*time.Second, "the metric to follow the renewal", func() bool {
 		v, _ := gaugeValue(t, lb.reg, testName)
 		return v == float64(renewed.NotAfter.Unix())
 	})

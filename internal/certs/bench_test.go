@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"outrigger/internal/lbconfig"
+	"outrigger/internal/lbtest"
 )
 
 func BenchmarkGetCertificateFile(b *testing.B) {
-	certFile, keyFile, _ := selfSigned(b, b.TempDir(), 1, testName)
+	certFile, keyFile, _ := lbtest.SelfSigned(b, b.TempDir(), 1, 24*time.Hour, testName)
 	src, err := New(context.Background(), lbconfig.TLS{CertFile: certFile, KeyFile: keyFile}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -29,7 +31,7 @@ func BenchmarkGetCertificateFile(b *testing.B) {
 // a name autocert holds in memory (seeded through its cache directory).
 func BenchmarkGetCertificateACME(b *testing.B) {
 	dir := b.TempDir()
-	certFile, keyFile, _ := selfSigned(b, b.TempDir(), 1, testName)
+	certFile, keyFile, _ := lbtest.SelfSigned(b, b.TempDir(), 1, 24*time.Hour, testName)
 	key, _ := os.ReadFile(keyFile)
 	cert, _ := os.ReadFile(certFile)
 	if err := os.WriteFile(filepath.Join(dir, testName), append(key, cert...), 0o600); err != nil {

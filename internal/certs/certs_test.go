@@ -11,15 +11,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"outrigger/internal/lbconfig"
+	"outrigger/internal/lbtest"
 )
 
 func TestFileCertReload(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, c1 := selfSigned(t, dir, 1, "a.test", "www.a.test")
+	certFile, keyFile, c1 := lbtest.SelfSigned(t, dir, 1, 24*time.Hour, "a.test", "www.a.test")
 	logger, logs := newLogger()
 	reg := prometheus.NewRegistry()
 	src, err := New(context.Background(), lbconfig.TLS{CertFile: certFile, KeyFile: keyFile}, logger, reg)
@@ -47,7 +49,7 @@ func TestFileCertReload(t *testing.T) {
 
 	// New files, then Reload: the new certificate is served, the old
 	// names' series go away.
-	_, _, c2 := selfSigned(t, dir, 2, "b.test")
+	_, _, c2 := lbtest.SelfSigned(t, dir, 2, 24*time.Hour, "b.test")
 	if err := src.Reload(); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
@@ -60,7 +62,7 @@ func TestFileCertReload(t *testing.T) {
 	if _, ok := gaugeValue(t, reg, "a.test"); ok {
 		t.Error("metric still has a.test after reload")
 	}
-	if !logs.has(`"msg":"certificate reloaded"`, `"serial":"2"`) {
+	if !logs.HasLine(`"msg":"certificate reloaded"`, `"serial":"2"`) {
 		t.Errorf("no reload log line; logs:\n%s", logs)
 	}
 
@@ -75,12 +77,12 @@ func TestFileCertReload(t *testing.T) {
 	if got, err := handshake(addr, "b.test"); err != nil || !got.Equal(c2) {
 		t.Fatalf("after failed reload: err %v, want serial 2 still", err)
 	}
-	if !logs.has(`"level":"ERROR"`, "keeping the old one") {
+	if !logs.HasLine(`"level":"ERROR"`, "keeping the old one") {
 		t.Errorf("no error line for the failed reload; logs:\n%s", logs)
 	}
 	// A key that does not match the certificate is refused too.
-	_, _, _ = selfSigned(t, t.TempDir(), 3, "c.test")
-	other, _, _ := selfSigned(t, t.TempDir(), 4, "d.test")
+	_, _, _ = lbtest.SelfSigned(t, t.TempDir(), 3, 24*time.Hour, "c.test")
+	other, _, _ := lbtest.SelfSigned(t, t.TempDir(), 4, 24*time.Hour, "d.test")
 	data, _ := os.ReadFile(other)
 	if err := os.WriteFile(certFile, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -95,7 +97,7 @@ func TestFileCertReload(t *testing.T) {
 
 func TestNewErrors(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, _ := selfSigned(t, dir, 1, "a.test")
+	certFile, keyFile, _ := lbtest.SelfSigned(t, dir, 1, 24*time.Hour, "a.test")
 	tests := []struct {
 		name string
 		cfg  lbconfig.TLS
@@ -129,7 +131,7 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestTLSConfig(t *testing.T) {
-	certFile, keyFile, c := selfSigned(t, t.TempDir(), 1, "a.test")
+	certFile, keyFile, c := lbtest.SelfSigned(t, t.TempDir(), 1, 24*time.Hour, "a.test")
 	src, err := New(context.Background(), lbconfig.TLS{CertFile: certFile, KeyFile: keyFile}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +190,7 @@ func TestTLSConfig(t *testing.T) {
 }
 
 func TestRedirect(t *testing.T) {
-	certFile, keyFile, _ := selfSigned(t, t.TempDir(), 1, "a.test")
+	certFile, keyFile, _ := lbtest.SelfSigned(t, t.TempDir(), 1, 24*time.Hour, "a.test")
 	src, err := New(context.Background(), lbconfig.TLS{CertFile: certFile, KeyFile: keyFile}, nil, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -16,12 +16,13 @@ import (
 	"golang.org/x/crypto/acme/autocert"
 
 	"outrigger/internal/lbconfig"
+	"outrigger/internal/lbtest"
 	"outrigger/internal/pgtest"
 )
 
 const testSecret = "0123456789abcdef0123456789abcdef-test-secret"
 
-func newTestPGCache(t *testing.T, pool *pgxpool.Pool, secret string) (*PGCache, autocert.DirCache, *logBuffer) {
+func newTestPGCache(t *testing.T, pool *pgxpool.Pool, secret string) (*PGCache, autocert.DirCache, *lbtest.SyncBuffer) {
 	t.Helper()
 	logger, logs := newLogger()
 	local := autocert.DirCache(t.TempDir())
@@ -86,7 +87,7 @@ func TestPGCache(t *testing.T) {
 	if _, err := other.Get(ctx, "a.test"); err == nil || err == autocert.ErrCacheMiss {
 		t.Errorf("Get with another key: got %v, want a decrypt error", err)
 	}
-	if !logs.has("cannot decrypt", "a.test") {
+	if !logs.HasLine("cannot decrypt", "a.test") {
 		t.Errorf("no log line about the wrong key; logs:\n%s", logs)
 	}
 
@@ -187,9 +188,9 @@ func writeKeyFile(t *testing.T) string {
 func TestACMESharedCacheOneOrder(t *testing.T) {
 	const rounds = 20
 	dsn := pgtest.DSN(t)
-	dnsAddr := startDNS(t, nil)
+	dnsAddr := lbtest.StartDNS(t, nil)
 	ln1, ln2 := listen(t), listen(t)
-	p := startPebble(t, dnsAddr, deadPort(t), portNum(t, ln1.Addr().String()), 0)
+	p := lbtest.StartPebble(t, dnsAddr, deadPort(t), portNum(t, ln1.Addr().String()), 0)
 	var names []string
 	for i := range rounds {
 		names = append(names, fmt.Sprintf("n%02d.lb.test", i))
@@ -205,7 +206,7 @@ func TestACMESharedCacheOneOrder(t *testing.T) {
 	lb2 := startACMELB(t, cfg(), ln2, nil)
 
 	for i, name := range names {
-		before := p.orders.Load()
+		before := p.Orders.Load()
 		start := make(chan struct{})
 		var wg sync.WaitGroup
 		leaves := make([][]byte, 2)
@@ -227,7 +228,7 @@ func TestACMESharedCacheOneOrder(t *testing.T) {
 		if errs[0] != nil || errs[1] != nil {
 			t.Fatalf("round %d (%s): handshakes: lb1 %v, lb2 %v\nlb1 logs:\n%s\nlb2 logs:\n%s", i, name, errs[0], errs[1], lb1.logs, lb2.logs)
 		}
-		if got := p.orders.Load() - before; got != 1 {
+		if got := p.Orders.Load() - before; got != 1 {
 			t.Errorf("round %d (%s): got %d orders, want 1", i, name, got)
 		}
 		if !bytes.Equal(leaves[0], leaves[1]) {
@@ -247,32 +248,32 @@ func TestACMEBootsWithDatabaseDown(t *testing.T) {
 		t.Fatalf("StartCluster: %v", err)
 	}
 	t.Cleanup(func() { cl.Close() })
-	dnsAddr := startDNS(t, nil)
+	dnsAddr := lbtest.StartDNS(t, nil)
 	httpsLn := listen(t)
-	p := startPebble(t, dnsAddr, deadPort(t), portNum(t, httpsLn.Addr().String()), 0)
+	p := lbtest.StartPebble(t, dnsAddr, deadPort(t), portNum(t, httpsLn.Addr().String()), 0)
 	cfg := acmeConfig(p, t.TempDir(), testName, "new.lb.test")
 	cfg.ACME.CacheDatabaseURL = cl.DSN("postgres")
 	cfg.ACME.CacheKeyFile = writeKeyFile(t)
 	lb1 := startACMELB(t, cfg, httpsLn, nil)
-	resp, _, err := get(t, lb1.https, testName, p.roots)
+	resp, _, err := get(t, lb1.https, testName, p.Roots)
 	if err != nil {
 		t.Fatalf("issuance through the PostgreSQL cache: %v\nlogs:\n%s", err, lb1.logs)
 	}
 	leaf := checkChain(t, resp, p, testName)
 
-	p.srv.Close()
+	p.Close()
 	if err := cl.Stop(ctx); err != nil {
 		t.Fatalf("stop PostgreSQL: %v", err)
 	}
 	lb2 := startACMELB(t, cfg, listen(t), nil)
-	resp, _, err = get(t, lb2.https, testName, p.roots)
+	resp, _, err = get(t, lb2.https, testName, p.Roots)
 	if err != nil {
 		t.Fatalf("restarted lb with PostgreSQL and the CA down: %v\nlogs:\n%s", err, lb2.logs)
 	}
 	if got := resp.TLS.PeerCertificates[0]; !got.Equal(leaf) {
 		t.Errorf("restarted lb served serial %s, want %s", got.SerialNumber, leaf.SerialNumber)
 	}
-	if !lb2.logs.has("database unreachable") {
+	if !lb2.logs.HasLine("database unreachable") {
 		t.Errorf("no log line about the database; logs:\n%s", lb2.logs)
 	}
 	start := time.Now()
@@ -282,15 +283,15 @@ func TestACMEBootsWithDatabaseDown(t *testing.T) {
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("refusal took %s", d)
 	}
-	if !lb2.logs.has(`"msg":"certificate failed"`, `"name":"new.lb.test"`, "cannot coordinate issuance") {
+	if !lb2.logs.HasLine(`"msg":"certificate failed"`, `"name":"new.lb.test"`, "cannot coordinate issuance") {
 		t.Errorf("no clear failure line for new.lb.test; logs:\n%s", lb2.logs)
 	}
 
 	if err := cl.Start(ctx); err != nil {
 		t.Fatalf("restart PostgreSQL: %v", err)
 	}
-	waitFor(t, 20*time.Second, "the cache to read from PostgreSQL again", func() bool {
+	lbtest.WaitFor(t, 20*time.Second, "the cache to read from PostgreSQL again", func() bool {
 		data, err := lb2.src.acme.m.Cache.Get(ctx, testName)
-		return err == nil && len(data) > 0 && lb2.logs.has("database reachable again")
+		return err == nil && len(data) > 0 && lb2.logs.HasLine("database reachable again")
 	})
 }

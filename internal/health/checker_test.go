@@ -22,7 +22,7 @@ func TestOnePassAdmitsNewBackend(t *testing.T) {
 	if got := checkCount(t, reg, "a", "ok"); got != 1 {
 		t.Errorf("lb_health_checks_total{a,ok} = %v, want 1", got)
 	}
-	if got := logs.count(`"msg":"backend up"`); got != 1 {
+	if got := logs.Count(`"msg":"backend up"`); got != 1 {
 		t.Errorf("%d 'backend up' lines, want 1", got)
 	}
 }
@@ -62,7 +62,7 @@ func TestRiseFallSequence(t *testing.T) {
 		}
 	}
 	// Transitions only: up, down, up, down (draining), up.
-	if up, down := logs.count(`"backend up"`), logs.count(`"backend down"`); up != 3 || down != 2 {
+	if up, down := logs.Count(`"backend up"`), logs.Count(`"backend down"`); up != 3 || down != 2 {
 		t.Errorf("logged %d up and %d down lines, want 3 and 2 (transitions only)", up, down)
 	}
 }

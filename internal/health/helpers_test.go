@@ -1,20 +1,20 @@
 package health
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"outrigger/internal/lbtest"
 )
 
 // report is one ReportCheck call.
@@ -175,29 +175,11 @@ func deadURL(t *testing.T) string {
 	return "http://" + addr
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) count(substr string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), substr)
-}
-
 // newTestChecker returns a checker over pool with a metrics registry and a log buffer.
-func newTestChecker(t *testing.T, cfg Config, pool *fakePool) (*Checker, *prometheus.Registry, *syncBuffer) {
+func newTestChecker(t *testing.T, cfg Config, pool *fakePool) (*Checker, *prometheus.Registry, *lbtest.SyncBuffer) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	logs := &syncBuffer{}
+	logs := &lbtest.SyncBuffer{}
 	c, err := NewChecker(cfg, pool, pool, nil, slog.New(slog.NewJSONHandler(logs, nil)), reg)
 	if err != nil {
 		t.Fatal(err)
