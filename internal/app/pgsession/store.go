@@ -20,21 +20,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"reflect"
 	"strings"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"outrigger/internal/app/pgretry"
 )
 
 const (
@@ -416,32 +414,9 @@ func sameValues(oldPlain, plain []byte, values map[any]any) bool {
 	return err == nil && reflect.DeepEqual(old, values)
 }
 
-// retry runs f, and once more after closing every pooled connection if f failed because its
-// connection was lost (as after a database restart, which kills the whole pool at once). Every
-// statement of this package may run twice: reads, idempotent updates and deletes, and inserts
-// of a new random key.
+// retry runs f, and once more on a fresh connection if its connection was lost (see
+// pgretry.Once). Every statement of this package may run twice: reads, idempotent updates and
+// deletes, and inserts of a new random key.
 func (s *Store) retry(ctx context.Context, f func() error) error {
-	err := f()
-	if err != nil && ctx.Err() == nil && connectionLost(err) {
-		s.pool.Reset()
-		err = f()
-	}
-	return err
-}
-
-// connectionLost reports whether err means the connection (or the server) went away rather
-// than the statement failing: pgconn.SafeToRetry, an operator-intervention error (57P01
-// admin_shutdown and the like), or a broken socket.
-func connectionLost(err error) bool {
-	if pgconn.SafeToRetry(err) {
-		return true
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return strings.HasPrefix(pgErr.Code, "57P")
-	}
-	var netErr net.Error
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		(errors.As(err, &netErr) && !netErr.Timeout())
+	return pgretry.Once(ctx, s.pool, true, f)
 }

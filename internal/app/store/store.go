@@ -8,13 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"strings"
-	"syscall"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"outrigger/internal/app/pgretry"
 )
 
 var (
@@ -42,32 +39,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// retry runs f, and once more after closing every pooled connection if f failed because its
-// connection was lost (a database restart kills the whole pool at once). Use it only for
-// statements that may run twice: reads, and writes that pgconn.SafeToRetry says never reached
-// the server (readOnly false).
+// retry runs f, and once more on a fresh connection if its connection was lost (see
+// pgretry.Once). readOnly: f may run twice (reads); writes are retried only when
+// pgconn.SafeToRetry says they never reached the server.
 func (s *Store) retry(ctx context.Context, readOnly bool, f func() error) error {
-	err := f()
-	if err == nil || ctx.Err() != nil {
-		return err
-	}
-	if pgconn.SafeToRetry(err) || (readOnly && connectionLost(err)) {
-		s.pool.Reset()
-		err = f()
-	}
-	return err
-}
-
-// connectionLost reports whether err means the connection or the server went away rather
-// than the statement failing: an operator-intervention error (57P01 admin_shutdown and the
-// like) or a broken socket.
-func connectionLost(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return strings.HasPrefix(pgErr.Code, "57P")
-	}
-	var netErr net.Error
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		(errors.As(err, &netErr) && !netErr.Timeout())
+	return pgretry.Once(ctx, s.pool, readOnly, f)
 }
