@@ -253,12 +253,7 @@ func TestSpoofedForwardedForIgnored(t *testing.T) {
 // the background) once PostgreSQL is back.
 func TestDatabaseDownAtStart(t *testing.T) {
 	ctx := t.Context()
-	port := freePort(t)
-	c, err := pgtest.StartCluster(ctx, pgtest.ClusterOptions{Port: port})
-	if err != nil {
-		t.Fatalf("start cluster: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := pgtest.NewCluster(t, pgtest.ClusterOptions{Port: pgtest.FreePort(t)})
 	if err := c.Stop(ctx); err != nil {
 		t.Fatalf("stop cluster: %v", err)
 	}
@@ -295,17 +290,6 @@ func TestDatabaseDownAtStart(t *testing.T) {
 	if err := a.stop(t); err != nil {
 		t.Errorf("run: %v", err)
 	}
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // TestDefaultInstance: without APP_INSTANCE the instance is hostname:port of

@@ -23,6 +23,24 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
+// waitLogged waits for the request line of requestID and checks its status.
+func waitLogged(t *testing.T, log *syncBuffer, requestID string, status int) {
+	t.Helper()
+	var line map[string]any
+	waitFor(t, 10*time.Second, "the request log line of "+requestID, func() bool {
+		for _, l := range log.lines(t, "request") {
+			if l["request_id"] == requestID {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	if line["status"] != float64(status) {
+		t.Errorf("%s: logged status %v, want %d", requestID, line["status"], status)
+	}
+}
+
 // TestUploadAborted: a client that goes away in the middle of an upload
 // leaves no file and no chunk behind, and the request is logged as 499.
 func TestUploadAborted(t *testing.T) {
@@ -50,17 +68,7 @@ func TestUploadAborted(t *testing.T) {
 	waitFor(t, 10*time.Second, "the aborted upload to be deleted", func() bool {
 		return count(t, a.pool, "files") == 0 && count(t, a.pool, "file_chunks") == 0
 	})
-	waitFor(t, 10*time.Second, "the request log line", func() bool {
-		for _, l := range a.log.lines(t, "request") {
-			if l["request_id"] == "aborted-upload" {
-				if l["status"] != float64(statusClientGone) {
-					t.Errorf("logged status %v, want 499", l["status"])
-				}
-				return true
-			}
-		}
-		return false
-	})
+	waitLogged(t, a.log, "aborted-upload", statusClientGone)
 }
 
 // TestDownloadAborted: a client that goes away in the middle of a download
@@ -69,10 +77,7 @@ func TestDownloadAborted(t *testing.T) {
 	a := newTestApp(t, appOptions{})
 	c := newAgent(t)
 	c.signupLogin(a.URL, "alice", "password1")
-	r := c.upload(a.URL, "big.bin", bytes.Repeat([]byte("d"), 8<<20))
-	wantStatus(t, r, http.StatusCreated)
-	var f fileBody
-	r.json(t, &f)
+	f := c.uploadFile(a.URL, "big.bin", bytes.Repeat([]byte("d"), 8<<20))
 
 	req := request(t, "GET", a.URL+"/api/files/"+f.ID, nil, "X-Request-ID", "aborted-download")
 	resp, err := c.client.Do(req)
@@ -82,16 +87,6 @@ func TestDownloadAborted(t *testing.T) {
 	io.ReadFull(resp.Body, make([]byte, 1024))
 	c.client.Transport.(*http.Transport).CloseIdleConnections()
 	resp.Body.Close() // closes the connection: the body was not read to the end
-	waitFor(t, 10*time.Second, "the request log line", func() bool {
-		for _, l := range a.log.lines(t, "request") {
-			if l["request_id"] == "aborted-download" {
-				if l["status"] != float64(statusClientGone) {
-					t.Errorf("logged status %v, want 499", l["status"])
-				}
-				return true
-			}
-		}
-		return false
-	})
+	waitLogged(t, a.log, "aborted-download", statusClientGone)
 	wantStatus(t, c.call("GET", a.URL+"/api/me", nil), http.StatusOK)
 }

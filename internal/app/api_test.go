@@ -72,19 +72,7 @@ func TestHealthzDatabaseDown(t *testing.T) {
 // TestHealthzDatabaseSlow: a database that does not answer within 500 ms (here:
 // every pooled connection busy) makes /healthz answer degraded, in about 500 ms.
 func TestHealthzDatabaseSlow(t *testing.T) {
-	pc, err := pgxpool.ParseConfig(pgtest.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.MaxConns = 1
-	pool, err := pgxpool.NewWithConfig(t.Context(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := store.Migrate(t.Context(), pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := pgtest.OpenPool(t, pgtest.DSN(t), func(c *pgxpool.Config) { c.MaxConns = 1 }, store.Migrate)
 	a := newTestApp(t, appOptions{pool: pool})
 	c := newAgent(t)
 	wantStatus(t, c.call("GET", a.URL+"/healthz", nil), http.StatusOK)

@@ -153,10 +153,7 @@ func TestDownload(t *testing.T) {
 	bob.signupLogin(a.URL, "bob", "password1")
 
 	data := []byte("%PDF-1.7\nhello")
-	r := alice.upload(a.URL, `résumé "final".pdf`, data)
-	wantStatus(t, r, http.StatusCreated)
-	var f fileBody
-	r.json(t, &f)
+	f := alice.uploadFile(a.URL, `résumé "final".pdf`, data)
 	sum := sha256.Sum256(data)
 
 	d := alice.call("GET", a.URL+"/api/files/"+f.ID, nil)
@@ -235,10 +232,7 @@ func TestDownloadDatabaseDownBeforeFirstChunk(t *testing.T) {
 	a := newTestApp(t, appOptions{pool: pool, cfg: cfg})
 	c := newAgent(t)
 	c.signupLogin(a.URL, "alice", "password1")
-	r := c.upload(a.URL, "a.pdf", []byte("%PDF-1.4\nsome bytes"))
-	wantStatus(t, r, http.StatusCreated)
-	var f fileBody
-	r.json(t, &f)
+	f := c.uploadFile(a.URL, "a.pdf", []byte("%PDF-1.4\nsome bytes"))
 	wantStatus(t, c.call("GET", a.URL+"/api/files/"+f.ID, nil), http.StatusOK)
 
 	stop <- struct{}{}
@@ -267,10 +261,7 @@ func TestListFiles(t *testing.T) {
 
 	var ids []string
 	for i := range 5 {
-		r := alice.upload(a.URL, fmt.Sprintf("f%d.txt", i), []byte{byte(i)})
-		wantStatus(t, r, http.StatusCreated)
-		var f fileBody
-		r.json(t, &f)
+		f := alice.uploadFile(a.URL, fmt.Sprintf("f%d.txt", i), []byte{byte(i)})
 		ids = append(ids, f.ID)
 	}
 
@@ -340,10 +331,7 @@ func TestTransferSlots(t *testing.T) {
 	a := newTestApp(t, appOptions{cfg: Config{MaxTransfers: 1, TransferWait: 200 * time.Millisecond}})
 	c := newAgent(t)
 	c.signupLogin(a.URL, "alice", "password1")
-	r := c.upload(a.URL, "one.txt", []byte("one"))
-	wantStatus(t, r, http.StatusCreated)
-	var f fileBody
-	r.json(t, &f)
+	f := c.uploadFile(a.URL, "one.txt", []byte("one"))
 
 	// A slow upload holds the only slot.
 	pr, pw := io.Pipe()

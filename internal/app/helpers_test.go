@@ -279,6 +279,16 @@ func (a *agent) upload(base, name string, data []byte) response {
 	return a.call("POST", base+"/api/files", body, "Content-Type", ctype)
 }
 
+// uploadFile uploads data as name and returns the stored file; the answer must be 201.
+func (a *agent) uploadFile(base, name string, data []byte) fileBody {
+	a.t.Helper()
+	r := a.upload(base, name, data)
+	wantStatus(a.t, r, http.StatusCreated)
+	var f fileBody
+	r.json(a.t, &f)
+	return f
+}
+
 // count returns the rows of a table.
 func count(t testing.TB, pool *pgxpool.Pool, table string) int {
 	t.Helper()
@@ -314,19 +324,6 @@ func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) 
 // start) and returns it with a pool on its migrated postgres database.
 func privateCluster(t testing.TB) (*pgtest.Cluster, *pgxpool.Pool) {
 	t.Helper()
-	ctx := context.Background()
-	cl, err := pgtest.StartCluster(ctx, pgtest.ClusterOptions{})
-	if err != nil {
-		t.Fatalf("start cluster: %v", err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	pool, err := pgxpool.New(ctx, cl.DSN("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := store.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	return cl, pool
+	cl := pgtest.NewCluster(t, pgtest.ClusterOptions{})
+	return cl, pgtest.OpenPool(t, cl.DSN("postgres"), nil, store.Migrate)
 }

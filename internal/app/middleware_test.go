@@ -63,17 +63,9 @@ func TestPanicIs500(t *testing.T) {
 	if got := r.Header.Get("Content-Disposition"); got != "" {
 		t.Errorf("500 kept the handler's Content-Disposition %q", got)
 	}
-	var logged bool
-	for _, l := range logs.lines(t, "request") {
-		if l["request_id"] == "panic-1" {
-			logged = true
-			if l["status"] != float64(500) {
-				t.Errorf("logged status %v, want 500", l["status"])
-			}
-		}
-	}
-	if !logged || len(logs.lines(t, "handler panic")) != 1 {
-		t.Errorf("want a request line and a panic line; log:\n%s", logs.String())
+	waitLogged(t, logs, "panic-1", http.StatusInternalServerError)
+	if n := len(logs.lines(t, "handler panic")); n != 1 {
+		t.Errorf("%d panic lines, want 1; log:\n%s", n, logs.String())
 	}
 
 	for _, path := range []string{"/late", "/abort"} {

@@ -2,15 +2,12 @@ package app
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"testing"
 	"time"
 
 	"outrigger/internal/app/store"
 	"outrigger/internal/pgtest"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // TestTwoServers: two app servers on one database. A user logged in through
@@ -18,18 +15,7 @@ import (
 // through the other, and the session outlives the first server.
 func TestTwoServers(t *testing.T) {
 	dsn := pgtest.DSN(t)
-	poolFor := func() *pgxpool.Pool {
-		p, err := pgxpool.New(context.Background(), dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(p.Close)
-		return p
-	}
-	p1, p2 := poolFor(), poolFor()
-	if err := store.Migrate(t.Context(), p1); err != nil {
-		t.Fatal(err)
-	}
+	p1, p2 := pgtest.OpenPool(t, dsn, nil, store.Migrate), pgtest.OpenPool(t, dsn, nil, nil)
 	one := newTestApp(t, appOptions{pool: p1, cfg: Config{Instance: "app-1"}})
 	two := newTestApp(t, appOptions{pool: p2, cfg: Config{Instance: "app-2"}})
 	c := newAgent(t)
@@ -44,10 +30,7 @@ func TestTwoServers(t *testing.T) {
 	}
 
 	data := bytes.Repeat([]byte("outrigger "), 100_000) // 1 MB, four chunks
-	r = c.upload(one.URL, "shared.bin", data)
-	wantStatus(t, r, http.StatusCreated)
-	var f fileBody
-	r.json(t, &f)
+	f := c.uploadFile(one.URL, "shared.bin", data)
 	d := c.call("GET", two.URL+"/api/files/"+f.ID, nil)
 	wantStatus(t, d, http.StatusOK)
 	if !bytes.Equal(d.Body, data) {

@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -100,10 +101,23 @@ func DSN(t testing.TB) string {
 // the pool at cleanup.
 func Pool(t testing.TB, migrate func(context.Context, *pgxpool.Pool) error) *pgxpool.Pool {
 	t.Helper()
-	dsn := DSN(t)
+	return OpenPool(t, DSN(t), nil, migrate)
+}
+
+// OpenPool opens a pool on dsn, with its config adjusted by configure unless nil (say, a
+// smaller MaxConns), runs migrate on it unless nil, and closes the pool at cleanup.
+func OpenPool(t testing.TB, dsn string, configure func(*pgxpool.Config), migrate func(context.Context, *pgxpool.Pool) error) *pgxpool.Pool {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, dsn)
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatalf("pgtest: parse DSN: %v", err)
+	}
+	if configure != nil {
+		configure(cfg)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("pgtest: open pool: %v", err)
 	}
@@ -114,6 +128,37 @@ func Pool(t testing.TB, migrate func(context.Context, *pgxpool.Pool) error) *pgx
 		}
 	}
 	return pool
+}
+
+// NewCluster starts a private cluster for this test (see StartCluster), for tests that stop
+// and start PostgreSQL, and removes it at cleanup. It fails the test if the cluster does not
+// start.
+func NewCluster(t testing.TB, opts ClusterOptions) *Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := StartCluster(ctx, opts)
+	if err != nil {
+		t.Fatalf("pgtest: start cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("pgtest: close cluster: %v", err)
+		}
+	})
+	return c
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
+// ClusterOptions.Port (a cluster that must come back on the same address).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("pgtest: find a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func execSQL(ctx context.Context, dsn, sql string) error {

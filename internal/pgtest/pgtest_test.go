@@ -3,7 +3,6 @@ package pgtest
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,16 +49,6 @@ func databaseExists(t *testing.T, adminDSN, name string) bool {
 	return n == 1
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // checkDSN verifies that DSN gives an empty database of its own, dropped at cleanup.
 func checkDSN(t *testing.T, admin func() string) {
 	var name string
@@ -104,12 +93,7 @@ func TestDSNThrowawayCluster(t *testing.T) {
 }
 
 func TestDSNDatabaseURL(t *testing.T) {
-	ctx := t.Context()
-	c, err := StartCluster(ctx, ClusterOptions{Port: freePort(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := NewCluster(t, ClusterOptions{Port: FreePort(t)})
 	admin := c.DSN("postgres")
 	t.Setenv("DATABASE_URL", admin)
 	checkDSN(t, func() string { return admin })
@@ -127,6 +111,16 @@ func TestPoolMigrates(t *testing.T) {
 	}
 	if _, err := pool.Exec(t.Context(), "INSERT INTO t VALUES (1)"); err != nil {
 		t.Errorf("insert into migrated table: %v", err)
+	}
+}
+
+func TestOpenPoolConfigure(t *testing.T) {
+	pool := OpenPool(t, DSN(t), func(c *pgxpool.Config) { c.MaxConns = 1 }, nil)
+	if got := pool.Config().MaxConns; got != 1 {
+		t.Errorf("MaxConns: got %d, want 1", got)
+	}
+	if err := pool.Ping(t.Context()); err != nil {
+		t.Errorf("ping: %v", err)
 	}
 }
 
@@ -197,11 +191,7 @@ func TestSweepStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A live cluster of this process must survive the sweep.
-	live, err := StartCluster(t.Context(), ClusterOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { live.Close() })
+	live := NewCluster(t, ClusterOptions{})
 
 	sweepStale()
 	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {

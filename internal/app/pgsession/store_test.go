@@ -5,7 +5,6 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -526,42 +525,18 @@ func TestDatabaseRestart(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		port int
-	}{{"unix socket", 0}, {"tcp", freePort(t)}} {
+	}{{"unix socket", 0}, {"tcp", pgtest.FreePort(t)}} {
 		t.Run(tt.name, func(t *testing.T) { testDatabaseRestart(t, tt.port) })
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func testDatabaseRestart(t *testing.T, port int) {
 	ctx := t.Context()
-	cluster, err := pgtest.StartCluster(ctx, pgtest.ClusterOptions{Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cluster.Close() })
-	cfg, err := pgxpool.ParseConfig(cluster.DSN("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cluster := pgtest.NewCluster(t, pgtest.ClusterOptions{Port: port})
 	// Never ping before use, so the dead connections are really used after the restart.
-	cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := store.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := pgtest.OpenPool(t, cluster.DSN("postgres"), func(c *pgxpool.Config) {
+		c.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+	}, store.Migrate)
 	st := newStore(t, pool, []string{secret1}, Options{Secure: true})
 	c := login(t, st, 77)
 	// Fill the pool with connections that the restart will kill.
@@ -603,19 +578,8 @@ func testDatabaseRestart(t *testing.T, port int) {
 
 func TestSaveDatabaseDown(t *testing.T) {
 	ctx := t.Context()
-	cluster, err := pgtest.StartCluster(ctx, pgtest.ClusterOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cluster.Close() })
-	pool, err := pgxpool.New(ctx, cluster.DSN("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := store.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	cluster := pgtest.NewCluster(t, pgtest.ClusterOptions{})
+	pool := pgtest.OpenPool(t, cluster.DSN("postgres"), nil, store.Migrate)
 	st := newStore(t, pool, []string{secret1}, Options{Secure: true})
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	s, err := st.Get(r, st.Name())

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -559,30 +558,11 @@ func TestSweepStaleUploads(t *testing.T) {
 // pooled connection died with it.
 func TestDatabaseRestart(t *testing.T) {
 	ctx := t.Context()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cluster, err := pgtest.StartCluster(ctx, pgtest.ClusterOptions{Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cluster.Close() })
-	cfg, err := pgxpool.ParseConfig(cluster.DSN("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false } // use the dead connections
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := store.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	cluster := pgtest.NewCluster(t, pgtest.ClusterOptions{Port: pgtest.FreePort(t)})
+	// Never ping before use, so the dead connections are really used after the restart.
+	pool := pgtest.OpenPool(t, cluster.DSN("postgres"), func(c *pgxpool.Config) {
+		c.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+	}, store.Migrate)
 	st := store.New(pool)
 	alice := mustUser(t, st, "alice")
 	data := randomBytes(t, store.ChunkSize+1)
