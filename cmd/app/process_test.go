@@ -168,16 +168,7 @@ func TestSIGTERM(t *testing.T) {
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar}
 	waitFor(t, 30*time.Second, "/healthz ok", func() bool { s, _, _ := health(client, base); return s == "ok" })
-	for _, path := range []string{"/api/signup", "/api/login"} {
-		resp, err := client.Post(base+path, "application/json", strings.NewReader(`{"username":"alice","password":"password1"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			t.Fatalf("%s: status %d", path, resp.StatusCode)
-		}
-	}
+	signupLogin(t, client, base)
 
 	// An upload whose body the test sends slowly, so that it is in flight
 	// across the whole shutdown.

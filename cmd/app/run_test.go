@@ -172,6 +172,28 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
+// postJSON posts body (JSON) to url with client and returns the answer's status.
+func postJSON(t *testing.T, client *http.Client, url, body string) int {
+	t.Helper()
+	resp, err := client.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// signupLogin creates alice and logs client in as her.
+func signupLogin(t *testing.T, client *http.Client, base string) {
+	t.Helper()
+	const cred = `{"username":"alice","password":"password1"}`
+	for _, path := range []string{"/api/signup", "/api/login"} {
+		if code := postJSON(t, client, base+path, cred); code/100 != 2 {
+			t.Fatalf("POST %s: status %d", path, code)
+		}
+	}
+}
+
 // health returns the status field of /healthz and the HTTP status.
 func health(client *http.Client, base string) (string, int, http.Header) {
 	resp, err := client.Get(base + "/healthz")
@@ -263,13 +285,8 @@ func TestDatabaseDownAtStart(t *testing.T) {
 	if status != "degraded" || code != http.StatusServiceUnavailable {
 		t.Fatalf("with PostgreSQL down: /healthz = %d %q, want 503 degraded", code, status)
 	}
-	resp, err := http.Post(a.URL+"/api/signup", "application/json", strings.NewReader(`{"username":"early","password":"password1"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("signup with PostgreSQL down: status %d, want 503", resp.StatusCode)
+	if code := postJSON(t, http.DefaultClient, a.URL+"/api/signup", `{"username":"early","password":"password1"}`); code != http.StatusServiceUnavailable {
+		t.Errorf("signup with PostgreSQL down: status %d, want 503", code)
 	}
 
 	if err := c.Start(ctx); err != nil {
@@ -279,13 +296,8 @@ func TestDatabaseDownAtStart(t *testing.T) {
 		status, code, _ := health(http.DefaultClient, a.URL)
 		return status == "ok" && code == http.StatusOK
 	})
-	resp, err = http.Post(a.URL+"/api/signup", "application/json", strings.NewReader(`{"username":"later","password":"password1"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Errorf("signup after recovery: status %d, want 201", resp.StatusCode)
+	if code := postJSON(t, http.DefaultClient, a.URL+"/api/signup", `{"username":"later","password":"password1"}`); code != http.StatusCreated {
+		t.Errorf("signup after recovery: status %d, want 201", code)
 	}
 	if err := a.stop(t); err != nil {
 		t.Errorf("run: %v", err)

@@ -52,9 +52,7 @@ func TestTwoApps(t *testing.T) {
 		}
 		return resp
 	}
-	cred := `{"username":"alice","password":"password1"}`
-	call("POST", one.URL+"/api/signup", "application/json", strings.NewReader(cred), http.StatusCreated).Body.Close()
-	call("POST", one.URL+"/api/login", "application/json", strings.NewReader(cred), http.StatusOK).Body.Close()
+	signupLogin(t, client, one.URL)
 
 	resp := call("GET", two.URL+"/api/me", "", nil, http.StatusOK)
 	var me struct{ Username, Instance string }
@@ -102,14 +100,7 @@ func TestShutdownTimeout(t *testing.T) {
 	waitFor(t, 30*time.Second, "/healthz ok", func() bool { s, _, _ := health(http.DefaultClient, a.URL); return s == "ok" })
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar}
-	cred := `{"username":"alice","password":"password1"}`
-	for _, p := range []string{"/api/signup", "/api/login"} {
-		resp, err := client.Post(a.URL+p, "application/json", strings.NewReader(cred))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
+	signupLogin(t, client, a.URL)
 	// An upload that never finishes.
 	pr, pw := io.Pipe()
 	defer pw.Close()
