@@ -17,7 +17,7 @@ var (
 	lbSide     = []string{"internal/balancer", "internal/health", "internal/admin", "internal/lbconfig", "internal/certs", "internal/rollout", "cmd/lb"}
 	appSide    = []string{"internal/app", "cmd/app"} // internal/app/... included
 	sharedPkgs = []string{"internal/clientip", "internal/logging"}
-	testOnly   = []string{"internal/pgtest", "internal/fleet", "internal/e2e"}
+	testOnly   = []string{"internal/pgtest", "internal/lbtest", "internal/fleet", "internal/e2e"}
 )
 
 // deps maps every package of the module (without the module prefix) to its
