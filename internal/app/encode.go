@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+
+	"outrigger/internal/logging"
 )
 
 // maxJSONBytes bounds every JSON request body.
@@ -38,10 +40,21 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 // unavailable answers 503 for a database (or other dependency) failure and
 // logs what failed; the client learns nothing of the cause.
 func unavailable(w http.ResponseWriter, r *http.Request, logger *slog.Logger, what string, err error) {
-	logger.LogAttrs(r.Context(), slog.LevelError, what+" failed",
-		slog.String("request_id", requestID(r)), slog.Any("err", err))
+	logFailure(r, logger, what, err)
 	w.Header().Set("Retry-After", "1")
 	writeError(w, http.StatusServiceUnavailable, "service unavailable, try again")
+}
+
+// logFailure logs that what failed with err, unless the client went away (and
+// so cancelled what it asked for): that is no failure of the app, and the
+// request is logged as 499 instead.
+func logFailure(r *http.Request, logger *slog.Logger, what string, err error) {
+	if r.Context().Err() != nil {
+		logging.SetStatus(r.Context(), statusClientGone)
+		return
+	}
+	logger.LogAttrs(r.Context(), slog.LevelError, what+" failed",
+		slog.String("request_id", requestID(r)), slog.Any("err", err))
 }
 
 // validator is a decoded request body that can check itself.

@@ -75,8 +75,7 @@ func (p *pages) fail(w http.ResponseWriter, r *http.Request, status int, user, m
 }
 
 func (p *pages) unavailable(w http.ResponseWriter, r *http.Request, user, what string, err error) {
-	p.logger.LogAttrs(r.Context(), slog.LevelError, what+" failed",
-		slog.String("request_id", requestID(r)), slog.Any("err", err))
+	logFailure(r, p.logger, what, err)
 	w.Header().Set("Retry-After", "1")
 	p.fail(w, r, http.StatusServiceUnavailable, user, "The service is unavailable right now. Please try again in a moment.")
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -78,5 +79,41 @@ func TestPanicIs500(t *testing.T) {
 				t.Errorf("GET %s: a whole %d answer %q, want it aborted", path, resp.StatusCode, b)
 			}
 		}
+	}
+}
+
+// TestClientGoneIs499: a failure caused by the client going away (its request
+// context cancelled) is logged as status 499, with no error line.
+func TestClientGoneIs499(t *testing.T) {
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	started := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-r.Context().Done() // a query the client's departure cancels
+		unavailable(w, r, logger, "slow query", r.Context().Err())
+	})
+	srv := httptest.NewServer(middleware(Config{Instance: "app-gone"}, logger, nil, &Readiness{}, mux))
+	t.Cleanup(srv.Close)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	req := request(t, "GET", srv.URL+"/slow", nil, "X-Request-ID", "gone-1").WithContext(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	<-started
+	cancel()
+	if err := <-errc; err == nil {
+		t.Errorf("request: got an answer, want the client's cancellation")
+	}
+	waitLogged(t, logs, "gone-1", statusClientGone)
+	if n := len(logs.lines(t, "slow query failed")); n != 0 {
+		t.Errorf("%d error lines for a client that went away, want 0", n)
 	}
 }
