@@ -79,7 +79,7 @@ ensure_tools() {
 # check_ports: fail early if another program holds one of our ports.
 check_ports() {
 	local p
-	for p in $P_B1 $P_B2 $P_B3 $P_BTLS $P_LB $P_LBADMIN $P_LBX $P_LBXADMIN $P_HAPROXY $P_NGINX $P_CADDY; do
+	for p in $P_B1 $P_B2 $P_B3 $P_BTLS $P_LB $P_LBADMIN $P_PPROF $P_LBX $P_LBXADMIN $P_HAPROXY $P_NGINX $P_CADDY; do
 		if [[ -n "$(ss -Htln "sport = :$p" 2>/dev/null)" ]]; then
 			die "port $p is in use; set BENCH_PORT_BASE to another free range"
 		fi
