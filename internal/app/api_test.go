@@ -150,6 +150,7 @@ func TestSignup(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			c := c.with(t) // fail this subtest, not its parent
 			r := c.call("POST", a.URL+"/api/signup", tc.body)
 			wantStatus(t, r, tc.want)
 			if tc.want == http.StatusCreated {

@@ -40,6 +40,7 @@ func TestUpload(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			c := c.with(t) // fail this subtest, not its parent
 			r := c.upload(a.URL, tc.filename, tc.data)
 			wantStatus(t, r, http.StatusCreated)
 			var f fileBody
@@ -77,6 +78,7 @@ func TestUpload(t *testing.T) {
 	files, chunks := count(t, a.pool, "files"), count(t, a.pool, "file_chunks")
 	for _, tc := range errs {
 		t.Run(tc.name, func(t *testing.T) {
+			c := c.with(t) // fail this subtest, not its parent
 			ctype := tc.ctype
 			if ctype == "" {
 				ctype = tc.body.(*bodyWithType).ctype
@@ -128,6 +130,7 @@ func TestUploadTooLarge(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			c := c.with(t) // fail this subtest, not its parent
 			body, ctype := multipartBody(t, "file", "big.bin", bytes.Repeat([]byte("y"), 3*limit))
 			var rd io.Reader = body
 			if tc.chunked {

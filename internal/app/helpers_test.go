@@ -160,6 +160,9 @@ func newAgent(t testing.TB) *agent {
 	}}
 }
 
+// with returns the agent (same client and cookies) reporting to t, for use in t's subtests.
+func (a *agent) with(t testing.TB) *agent { return &agent{t: t, client: a.client} }
+
 // response is a read response.
 type response struct {
 	*http.Response
