@@ -19,11 +19,11 @@ func TestLoginLimits(t *testing.T) {
 	for _, u := range []string{"alice", "bob", "carol"} {
 		wantStatus(t, c.call("POST", a.URL+"/api/signup", credentials{u, "password1"}), http.StatusCreated)
 	}
-	login := func(base, ip, user, password string) response {
+	login := func(t *testing.T, base, ip, user, password string) response {
 		t.Helper()
-		return c.call("POST", base+"/api/login", credentials{user, password}, "X-Forwarded-For", ip)
+		return c.with(t).call("POST", base+"/api/login", credentials{user, password}, "X-Forwarded-For", ip)
 	}
-	want429 := func(r response) {
+	want429 := func(t *testing.T, r response) {
 		t.Helper()
 		wantStatus(t, r, http.StatusTooManyRequests)
 		r.errorText(t)
@@ -40,13 +40,13 @@ func TestLoginLimits(t *testing.T) {
 		// 10 failures for alice from 10 different addresses, alternating servers.
 		for i := range 10 {
 			base := []string{a.URL, b.URL}[i%2]
-			wantStatus(t, login(base, fmt.Sprintf("198.51.100.%d", i+1), "alice", "wrong-pass"), http.StatusUnauthorized)
+			wantStatus(t, login(t, base, fmt.Sprintf("198.51.100.%d", i+1), "alice", "wrong-pass"), http.StatusUnauthorized)
 		}
 		// Now even the right password, from a fresh address, on either server: 429.
-		want429(login(a.URL, "198.51.100.200", "alice", "password1"))
-		want429(login(b.URL, "198.51.100.201", "alice", "password1"))
+		want429(t, login(t, a.URL, "198.51.100.200", "alice", "password1"))
+		want429(t, login(t, b.URL, "198.51.100.201", "alice", "password1"))
 		// Other users are not affected.
-		wantStatus(t, login(a.URL, "198.51.100.1", "bob", "password1"), http.StatusOK)
+		wantStatus(t, login(t, a.URL, "198.51.100.1", "bob", "password1"), http.StatusOK)
 	})
 
 	t.Run("per client IP", func(t *testing.T) {
@@ -57,15 +57,15 @@ func TestLoginLimits(t *testing.T) {
 			if i%3 == 0 {
 				user = "bob"
 			}
-			wantStatus(t, login(b.URL, ip, user, "wrong-pass"), http.StatusUnauthorized)
+			wantStatus(t, login(t, b.URL, ip, user, "wrong-pass"), http.StatusUnauthorized)
 		}
-		want429(login(a.URL, ip, "carol", "password1"))
+		want429(t, login(t, a.URL, ip, "carol", "password1"))
 		// Another address logs carol in.
-		wantStatus(t, login(a.URL, "203.0.113.10", "carol", "password1"), http.StatusOK)
+		wantStatus(t, login(t, a.URL, "203.0.113.10", "carol", "password1"), http.StatusOK)
 	})
 
 	t.Run("page login", func(t *testing.T) {
-		r := c.call("POST", a.URL+"/login", "username=alice&password=password1",
+		r := c.with(t).call("POST", a.URL+"/login", "username=alice&password=password1",
 			"Content-Type", "application/x-www-form-urlencoded", "X-Forwarded-For", "198.51.100.99")
 		wantStatus(t, r, http.StatusTooManyRequests)
 		if r.Header.Get("Retry-After") == "" {
