@@ -22,6 +22,7 @@ type Backend struct {
 	healthy  atomic.Bool
 	removed  atomic.Bool
 	inFlight atomic.Int64
+	refs     atomic.Int64 // client requests that may still touch b's series (see Proxy.finish)
 	upgraded atomic.Int64
 	requests atomic.Int64
 	failures atomic.Int64

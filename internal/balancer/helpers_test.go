@@ -127,6 +127,7 @@ type recordingObserver struct {
 	mu     sync.Mutex
 	failed map[string]int
 	ok     map[string]int
+	forgot map[string]int
 }
 
 func (o *recordingObserver) Observe(name string, failed bool) {
@@ -140,6 +141,24 @@ func (o *recordingObserver) Observe(name string, failed bool) {
 	} else {
 		o.ok[name]++
 	}
+}
+
+// Forget drops a backend's counts (as health.Passive.Forget does) and records the call.
+func (o *recordingObserver) Forget(name string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.failed, name)
+	delete(o.ok, name)
+	if o.forgot == nil {
+		o.forgot = map[string]int{}
+	}
+	o.forgot[name]++
+}
+
+func (o *recordingObserver) forgotten(name string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.forgot[name]
 }
 
 func (o *recordingObserver) counts(name string) (failed, ok int) {

@@ -138,6 +138,8 @@ func (p *Pool) retire(b *Backend) {
 	b.closeIdle()
 	b.closeUpgraded()
 	p.m.forget(b.name)
+	// A request still holding b may write a series after this; it deletes them when it ends
+	// (Proxy.finish). Deleting above in any case keeps this simple and idempotent.
 }
 
 // Add puts a new backend at the end of the pool. It starts active and unhealthy: one passing

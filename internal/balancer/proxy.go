@@ -15,10 +15,16 @@ import (
 
 // Observer receives the outcome of each attempt on real traffic: failed is true for connection
 // refused/reset and timeouts, false for an answer (whatever its status). Client cancellations
-// are not reported. health.Passive satisfies it.
+// are not reported. health.Passive satisfies it. If the observer also has a
+// Forget(backend string) method (health.Passive does), the proxy calls it when the last request
+// that touched a removed backend ends, so an outcome reported while the backend was being
+// removed does not outlive it.
 type Observer interface {
 	Observe(backend string, failed bool)
 }
+
+// forgetter is the optional part of an Observer.
+type forgetter interface{ Forget(backend string) }
 
 // ProxyConfig holds the proxy settings a reload may change.
 type ProxyConfig struct {
@@ -102,6 +108,8 @@ type reqState struct {
 
 	skip    []*Backend // tried or full
 	skipBuf [4]*Backend
+	held    []*Backend // picked backends whose refs this request holds
+	heldBuf [4]*Backend
 	cands   []*Backend
 	candBuf [8]*Backend
 }
@@ -165,7 +173,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		st.proto = "https"
 	}
-	st.skip = st.skipBuf[:0]
+	st.skip, st.held = st.skipBuf[:0], st.heldBuf[:0]
+	defer p.finish(st)
 	if err := st.bufferBody(r, cfg.RetryBodyBytes); err != nil {
 		p.bodyError(w, r, err)
 		return
@@ -200,9 +209,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		reason = classify(st.err)
 		b.failures.Add(1)
-		if p.observer != nil {
-			p.observer.Observe(b.name, true)
-		}
+		p.observeFailure(b)
 		if !retryable(reason, r.Method, st.replayable()) || attempts >= 1+cfg.MaxRetries {
 			break
 		}
@@ -226,10 +233,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case aborted:
 		code = st.w.code // the backend broke the body after it started
 		last.failures.Add(1)
-		p.pool.m.broken.WithLabelValues(name).Inc()
-		if p.observer != nil {
-			p.observer.Observe(name, true)
+		if !last.removed.Load() {
+			p.pool.m.broken.WithLabelValues(name).Inc()
 		}
+		p.observeFailure(last)
 	case last == nil && sawFull:
 		code = writeError(w, http.StatusServiceUnavailable, "all backends busy")
 	case last == nil:
@@ -252,6 +259,30 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if aborted && code != 499 {
 		logging.Annotate(ctx, slog.Bool("broken", true))
 		abortResponse(w)
+	}
+}
+
+// observeFailure reports a failed attempt on b to the observer, unless b was removed.
+func (p *Proxy) observeFailure(b *Backend) {
+	if p.observer != nil && !b.removed.Load() {
+		p.observer.Observe(b.name, true)
+	}
+}
+
+// finish drops the request's hold on the backends it picked. The removed checks before each
+// metric increment and observation are check-then-act: a backend removed in between gets its
+// series (or passive count) back. Every such write happens while the request holds a ref, so
+// whoever sees the last ref go with the backend removed (here, or retire if no request holds
+// one) deletes them again; both sides use sequentially consistent atomics, so at least one
+// of them does.
+func (p *Proxy) finish(st *reqState) {
+	for _, b := range st.held {
+		if b.refs.Add(-1) == 0 && b.removed.Load() {
+			p.pool.m.forget(b.name)
+			if f, ok := p.observer.(forgetter); ok {
+				f.Forget(b.name)
+			}
+		}
 	}
 }
 
@@ -331,6 +362,8 @@ func (p *Proxy) pick(st *reqState, cfg *ProxyConfig, pol Policy) (b *Backend, fu
 			p.pool.m.failOpen.Inc()
 		}
 		st.skip = append(st.skip, b)
+		b.refs.Add(1) // before any removed check that guards a write for b
+		st.held = append(st.held, b)
 		return b, full
 	}
 	return nil, full
