@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-
 	"fmt"
 	"io"
 	"log/slog"
@@ -93,7 +92,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if !logging.ValidFormat(format) {
 		return usagef("LOG_FORMAT=%q: want auto, text or json", format)
 	}
-	logger, err := logging.New(stdout, logging.Options{Format: format})
+	logger, err := logging.New(stdout, logging.Options{Format: format, NoColor: getenv("NO_COLOR") != ""})
 	if err != nil {
 		return &usageError{err: fmt.Errorf("logger: %w", err)}
 	}
