@@ -154,6 +154,44 @@ func TestStreamingFlushesEachEvent(t *testing.T) {
 	}
 }
 
+// A chunked response (no Content-Length, not an event stream) is passed on chunk by chunk.
+func TestChunkedStreamFlushesEachChunk(t *testing.T) {
+	next := make(chan struct{})
+	be := newBackend(t, "chunked", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		rc := http.NewResponseController(w)
+		for i := range 3 {
+			_, _ = io.WriteString(w, "chunk "+string(rune('0'+i))+"\n")
+			_ = rc.Flush()
+			select {
+			case <-next:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL)
+	res, err := r.front.Client().Get(r.front.URL + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.ContentLength != -1 || len(res.TransferEncoding) == 0 || res.TransferEncoding[0] != "chunked" {
+		t.Fatalf("content length %d, transfer encoding %v; want a chunked response", res.ContentLength, res.TransferEncoding)
+	}
+	br := bufio.NewReader(res.Body)
+	for i := range 3 {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+		if want := "chunk " + string(rune('0'+i)) + "\n"; line != want {
+			t.Fatalf("chunk %d: got %q, want %q", i, line, want)
+		}
+		next <- struct{}{} // the backend writes the next chunk only after we read this one
+	}
+}
+
 func TestNoBackend(t *testing.T) {
 	r := newRig(t, defaultConfig(), PolicyRoundRobin)
 	code, body := r.do(t, http.MethodGet, "/", nil)
