@@ -19,8 +19,8 @@
 #   BENCH_LB_BIN=PATH    use this lb binary instead of building ./cmd/lb
 #   BENCH_LBX_BIN=PATH BENCH_LBX_ENV="K=V ..."  a second lb (target "lbx", e.g. a
 #                        candidate optimisation) benchmarked beside lb; add lbx to BENCH_TARGETS
-#   BENCH_LBX_PATCH=FILE lbx = the working tree with this patch (-p1) applied, e.g.
-#                        bench/candidates/flush-interval-0.patch; lbx is added to the targets
+#   BENCH_LBX_PATCH=FILE lbx = the working tree with this patch (-p1) applied;
+#                        lbx is added to the targets
 #   BENCH_KEEP=1         keep the temporary work directory (configs, logs)
 #   BENCH_E2E=0          skip the failover/rollout figures from internal/e2e (default: run them, ~30 s)
 set -euo pipefail
