@@ -56,11 +56,24 @@ type hygieneConn struct {
 	pending   []byte // a head, chunk-size line or trailer being collected
 	out       []byte // checked bytes; out[outPos:] not yet handed to the reader
 	outPos    int
-	buf       []byte // read buffer
+	small     []byte // read buffer for reads into a short p (made on first use)
+
+	// While feeding a read made straight into the caller's buffer, the bytes that pass
+	// unchanged stay where they are: src is what was read, src[:passed] has passed, and
+	// inPlace turns false (copying src[:passed] to out) once something else must be emitted.
+	src     []byte
+	passed  int
+	inPlace bool
 }
 
+// minDirectRead is the smallest caller buffer the connection goes on reading into while it
+// collects a head; with a shorter one (net/http's one-byte background read meeting a
+// pipelined request) it reads through c.small, so that a head is not collected a byte per
+// system call.
+const minDirectRead = 1 << 10
+
 func newHygieneConn(c net.Conn, maxHead int, onReject func(reason string, status int)) *hygieneConn {
-	return &hygieneConn{Conn: c, maxHead: maxHead, onReject: onReject, buf: make([]byte, 16<<10)}
+	return &hygieneConn{Conn: c, maxHead: maxHead, onReject: onReject}
 }
 
 // CloseWrite half-closes the connection when the underlying one can.
@@ -98,9 +111,27 @@ func (c *hygieneConn) Read(p []byte) (int, error) {
 			}
 			return n, err
 		}
-		n, err := c.Conn.Read(c.buf)
+		// The read goes straight into p (bytes that pass unchanged stay there; feed copies
+		// the rest to pending or out), or through c.small when p is short and a head is
+		// being collected.
+		dst := p
+		if len(p) < minDirectRead && len(c.pending) > 0 {
+			if c.small == nil {
+				c.small = make([]byte, minDirectRead)
+			}
+			dst = c.small
+		}
+		n, err := c.Conn.Read(dst)
 		if n > 0 {
-			c.feed(c.buf[:n])
+			c.src, c.passed, c.inPlace = dst[:n], 0, &dst[0] == &p[0]
+			c.feed(dst[:n])
+			if c.inPlace && err != nil {
+				c.materialize() // the error comes back on the next read, as below
+			}
+			c.src, c.inPlace = nil, false
+			if c.passed > 0 && len(c.out) == 0 {
+				return c.passed, nil // everything passed unchanged, already in p
+			}
 		}
 		if err != nil {
 			if c.outPos < len(c.out) {
@@ -112,6 +143,30 @@ func (c *hygieneConn) Read(p []byte) (int, error) {
 	n := copy(p, c.out[c.outPos:])
 	c.outPos += n
 	return n, nil
+}
+
+// emit passes x on: in place while x continues what passed of src, else appended to out.
+func (c *hygieneConn) emit(x []byte) {
+	if len(x) == 0 {
+		return
+	}
+	if c.inPlace {
+		if c.passed < len(c.src) && &c.src[c.passed] == &x[0] {
+			c.passed += len(x)
+			return
+		}
+		c.materialize()
+	}
+	c.out = append(c.out, x...)
+}
+
+// materialize moves what passed in place to out, ending the in-place mode of this read.
+func (c *hygieneConn) materialize() {
+	if !c.inPlace {
+		return
+	}
+	c.out = append(c.out, c.src[:c.passed]...)
+	c.passed, c.inPlace = 0, false
 }
 
 // afterData is the state after a body or a chunk's data.
@@ -127,7 +182,7 @@ func (c *hygieneConn) feed(b []byte) {
 	for len(b) > 0 {
 		switch c.state {
 		case stPass:
-			c.out = append(c.out, b...)
+			c.emit(b)
 			return
 		case stRejected, stTooLarge:
 			return
@@ -136,7 +191,7 @@ func (c *hygieneConn) feed(b []byte) {
 			if n > c.remaining {
 				n = c.remaining
 			}
-			c.out = append(c.out, b[:n]...)
+			c.emit(b[:n])
 			b = b[n:]
 			c.remaining -= n
 			if c.remaining == 0 {
@@ -148,7 +203,7 @@ func (c *hygieneConn) feed(b []byte) {
 			i := bytes.IndexByte(b, '\n')
 			if i < 0 {
 				c.pending = append(c.pending, b...)
-				c.out = append(c.out, b...)
+				c.emit(b)
 				if len(c.pending) > maxFramingLine {
 					c.state, c.pending = stPass, nil
 				}
@@ -158,10 +213,10 @@ func (c *hygieneConn) feed(b []byte) {
 			if len(c.pending) > 0 {
 				line = append(c.pending, line...)
 			}
-			c.out = append(c.out, b[:i+1]...)
+			c.emit(b[:i+1])
 			b = b[i+1:]
-			c.pending = nil
 			c.framingLine(bytes.TrimRight(line, "\r"))
+			c.resetPending()
 		}
 	}
 }
@@ -200,7 +255,8 @@ func (c *hygieneConn) collectHead(b []byte) []byte {
 		}
 	}
 	if head == nil {
-		start := max(len(c.pending)-3, 0) // the end marker may straddle reads
+		old := len(c.pending)
+		start := max(old-3, 0) // the end marker may straddle reads
 		c.pending = append(c.pending, b...)
 		end := headEnd(c.pending, start)
 		if end < 0 {
@@ -210,8 +266,9 @@ func (c *hygieneConn) collectHead(b []byte) []byte {
 			}
 			return nil
 		}
-		head, rest = c.pending[:end], c.pending[end:]
-		c.pending = nil // rest still uses its array; a new one is made next time
+		// The head did not end in what was pending before, so the rest lies in b.
+		head, rest = c.pending[:end], b[end-old:]
+		defer c.resetPending() // after head was copied out
 	}
 	if len(head) > c.maxHead {
 		c.refuseTooLarge()
@@ -220,20 +277,32 @@ func (c *hygieneConn) collectHead(b []byte) []byte {
 	if reason := c.checkHead(head); reason != "" {
 		// A request line without spaces: net/http answers
 		// "400 Bad Request: malformed HTTP request" and closes.
-		c.out = append(c.out, "refused:"+reason+"\r\n\r\n"...)
+		c.materialize()
+		c.out = append(append(append(c.out, "refused:"...), reason...), "\r\n\r\n"...)
 		c.state = stRejected
 		if c.onReject != nil {
 			c.onReject(reason, 400)
 		}
 		return nil
 	}
-	c.out = append(c.out, head...)
+	c.emit(head)
 	return rest
+}
+
+// resetPending empties pending, keeping its array for the next head or framing line unless
+// it grew past what a common head needs.
+func (c *hygieneConn) resetPending() {
+	if cap(c.pending) > 8<<10 {
+		c.pending = nil
+		return
+	}
+	c.pending = c.pending[:0]
 }
 
 // refuseTooLarge replaces a head longer than maxHead by a header line that
 // never ends: net/http reads it up to its own limit and answers 431.
 func (c *hygieneConn) refuseTooLarge() {
+	c.materialize()
 	c.out = append(c.out, tooLargeHeadReplacing...)
 	c.state = stTooLarge
 	if c.onReject != nil {

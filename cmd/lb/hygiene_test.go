@@ -14,8 +14,9 @@ import (
 // chunkConn is a net.Conn that reads data in pieces of at most step bytes.
 type chunkConn struct {
 	net.Conn
-	data []byte
-	step int
+	data        []byte
+	step        int
+	eofWithData bool // the last piece comes with io.EOF
 }
 
 func (c *chunkConn) Read(p []byte) (int, error) {
@@ -25,7 +26,33 @@ func (c *chunkConn) Read(p []byte) (int, error) {
 	n := min(len(p), c.step, len(c.data))
 	copy(p, c.data[:n])
 	c.data = c.data[n:]
+	if c.eofWithData && len(c.data) == 0 {
+		return n, io.EOF
+	}
 	return n, nil
+}
+
+// readAllIn reads r to EOF in reads of size bytes (0: io.ReadAll's growing buffer), the way
+// net/http's bufio.Reader (4 KiB) and its one-byte background read call the connection.
+func readAllIn(r io.Reader, size int) ([]byte, error) {
+	if size == 0 {
+		return io.ReadAll(r)
+	}
+	var out []byte
+	p := make([]byte, size)
+	for {
+		for i := range p {
+			p[i] = '#' // what a read leaves beyond n must never be taken as data
+		}
+		n, err := r.Read(p)
+		out = append(out, p[:n]...)
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+	}
 }
 
 func TestHygieneConnFraming(t *testing.T) {
@@ -52,20 +79,73 @@ func TestHygieneConnFraming(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for _, step := range []int{1, 3, 7, 4096} {
-			var reason string
-			hc := newHygieneConn(&chunkConn{data: []byte(tt.in), step: step}, 1<<20, func(r string, _ int) { reason = r })
-			out, err := io.ReadAll(hc)
-			if err != nil {
-				t.Fatalf("%s/%d: read: %v", tt.name, step, err)
-			}
-			if string(out) != tt.wantOut {
-				t.Errorf("%s/%d: got %q, want %q", tt.name, step, out, tt.wantOut)
-			}
-			if reason != tt.wantReason {
-				t.Errorf("%s/%d: reason %q, want %q", tt.name, step, reason, tt.wantReason)
+			for _, size := range []int{0, 1, 5, 1024, 4096} {
+				for _, eofWithData := range []bool{false, true} {
+					var reason string
+					conn := &chunkConn{data: []byte(tt.in), step: step, eofWithData: eofWithData}
+					hc := newHygieneConn(conn, 1<<20, func(r string, _ int) { reason = r })
+					out, err := readAllIn(hc, size)
+					id := fmt.Sprintf("%s/step %d/read %d/eof with data %t", tt.name, step, size, eofWithData)
+					if err != nil {
+						t.Fatalf("%s: read: %v", id, err)
+					}
+					if string(out) != tt.wantOut {
+						t.Errorf("%s: got %q, want %q", id, out, tt.wantOut)
+					}
+					if reason != tt.wantReason {
+						t.Errorf("%s: reason %q, want %q", id, reason, tt.wantReason)
+					}
+				}
 			}
 		}
 	}
+}
+
+// Requests that arrive one per read on a kept-alive connection, as clients send them, pass
+// with no allocation per request (and none per connection: reads go straight to the caller).
+func BenchmarkHygieneConnKeepAlive(b *testing.B) {
+	reqs := []string{
+		"GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n",
+		"POST /up HTTP/1.1\r\nHost: example.com\r\nContent-Length: 16\r\n\r\n0123456789abcdef",
+		"POST /ch HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n",
+	}
+	conn := &perReadConn{}
+	hc := newHygieneConn(conn, 1<<16, nil)
+	buf := make([]byte, 4096)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		conn.next = reqs[i%len(reqs)]
+		i++
+		if n, err := hc.Read(buf); err != nil || n != len(conn.last) {
+			b.Fatalf("read %d, %v; want %d", n, err, len(conn.last))
+		}
+	}
+}
+
+// A new connection (one TLS handshake per request) costs the hygieneConn and nothing else.
+func BenchmarkHygieneConnNew(b *testing.B) {
+	const req = "GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+	conn := &perReadConn{next: req}
+	buf := make([]byte, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		hc := newHygieneConn(conn, 1<<16, nil)
+		if n, err := hc.Read(buf); err != nil || n != len(req) {
+			b.Fatalf("read %d, %v; want %d", n, err, len(req))
+		}
+	}
+}
+
+// perReadConn returns next in one read.
+type perReadConn struct {
+	net.Conn
+	next, last string
+}
+
+func (c *perReadConn) Read(p []byte) (int, error) {
+	c.last = c.next
+	return copy(p, c.next), nil
 }
 
 // A head longer than maxHead, complete or not, is replaced by an endless
