@@ -16,6 +16,7 @@ type Backend struct {
 	name  string
 	url   *url.URL
 	tr    atomic.Pointer[http.Transport]
+	sync  *syncTransport // http backends: requests without a streamed body or an upgrade
 	proxy *httputil.ReverseProxy
 
 	state    atomic.Uint32
@@ -113,6 +114,9 @@ func (b *Backend) idleChan() <-chan struct{} {
 func (b *Backend) closeIdle() {
 	if t := b.tr.Load(); t != nil {
 		t.CloseIdleConnections()
+	}
+	if b.sync != nil {
+		b.sync.CloseIdleConnections()
 	}
 }
 

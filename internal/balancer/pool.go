@@ -35,6 +35,7 @@ type Pool struct {
 	snap        atomic.Pointer[snapshot]
 	dialTimeout atomic.Int64
 	perTry      time.Duration // guarded by mu
+	perTryNS    atomic.Int64  // perTry for readers without mu (the synchronous transports)
 	tlsConf     *tls.Config
 	logger      *slog.Logger
 	m           *metrics
@@ -59,6 +60,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		p.perTry = 5 * time.Second
 	}
 	p.dialTimeout.Store(int64(opts.DialTimeout))
+	p.perTryNS.Store(int64(p.perTry))
 	p.snap.Store(&snapshot{byName: map[string]*Backend{}})
 	reg := opts.Registerer
 	if reg == nil {
@@ -88,6 +90,7 @@ func (p *Pool) SetTimeouts(dial, perTry time.Duration) {
 		return
 	}
 	p.perTry = perTry
+	p.perTryNS.Store(int64(perTry))
 	for _, b := range p.backends() {
 		old := b.tr.Swap(p.newTransport(b.url.Scheme))
 		old.CloseIdleConnections()
@@ -114,6 +117,11 @@ func (p *Pool) lookup(name string) (*Backend, error) {
 func (p *Pool) newBackend(name string, u *url.URL, draining bool) *Backend {
 	b := &Backend{name: name, url: u}
 	b.tr.Store(p.newTransport(u.Scheme))
+	if u.Scheme == "http" {
+		b.sync = newSyncTransport(u.Host,
+			newDial(func() time.Duration { return time.Duration(p.dialTimeout.Load()) }),
+			func() time.Duration { return time.Duration(p.perTryNS.Load()) })
+	}
 	b.proxy = newReverseProxy(b, p.logger, p.buffers)
 	if draining {
 		b.state.Store(uint32(StateDraining))

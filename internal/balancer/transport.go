@@ -28,16 +28,7 @@ func (e *dialError) Unwrap() error { return e.err }
 // newTransport builds the connection pool for one backend. dialTimeout is read at each dial,
 // so a reload changes it without a new transport; perTry becomes ResponseHeaderTimeout.
 func newTransport(scheme string, dialTimeout func() time.Duration, perTry time.Duration, tlsConf *tls.Config) *http.Transport {
-	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		ctx, cancel := context.WithTimeout(ctx, dialTimeout())
-		defer cancel()
-		c, err := dialer.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, &dialError{err: err}
-		}
-		return c, nil
-	}
+	dial := newDial(dialTimeout)
 	t := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           dial,
@@ -82,6 +73,21 @@ func newTransport(scheme string, dialTimeout func() time.Duration, perTry time.D
 	return t
 }
 
+// newDial returns a TCP dial function bounded by dialTimeout (read at each dial) whose
+// errors are dialErrors.
+func newDial(dialTimeout func() time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, dialTimeout())
+		defer cancel()
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, &dialError{err: err}
+		}
+		return c, nil
+	}
+}
+
 // bufferPool recycles the 32 KiB buffers the reverse proxies copy response bodies with.
 type bufferPool struct{ p sync.Pool }
 
@@ -99,7 +105,12 @@ func (bp *bufferPool) Put(b []byte) {
 // backendTransport forwards to the backend's current transport, which a reload may replace.
 type backendTransport struct{ b *Backend }
 
+// RoundTrip uses the backend's synchronous transport where it is safe (see syncEligible),
+// else its http.Transport.
 func (t backendTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.b.sync != nil && syncEligible(r) {
+		return t.b.sync.RoundTrip(r)
+	}
 	return t.b.tr.Load().RoundTrip(r)
 }
 
