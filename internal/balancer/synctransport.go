@@ -74,9 +74,10 @@ func (t *syncTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	replayable := replayableByNetHTTP(r)
 	req := r
 	for try := 0; ; try++ {
-		// A request net/http would not send again checks that an idle connection is still
-		// open first (http.Transport's readLoop notices a close while idle; this has none).
-		sc, reused, err := t.conn(ctx, try > 0, !replayable)
+		// An idle connection is checked to be still open and silent first (http.Transport's
+		// readLoop notices a close or unsolicited bytes while idle; this has none): bytes that
+		// arrived while idle would otherwise be read as this request's response.
+		sc, reused, err := t.conn(ctx, try > 0)
 		if err != nil {
 			return nil, err
 		}
@@ -115,15 +116,15 @@ func rewind(r *http.Request) (*http.Request, error) {
 	return r2, nil
 }
 
-// conn returns an idle connection (reused) or a new one. fresh skips the idle pool; check
-// drops idle connections the backend has closed.
-func (t *syncTransport) conn(ctx context.Context, fresh, check bool) (sc *syncConn, reused bool, err error) {
+// conn returns an idle connection (reused) or a new one. fresh skips the idle pool. Idle
+// connections the backend has closed or sent unsolicited bytes on are dropped.
+func (t *syncTransport) conn(ctx context.Context, fresh bool) (sc *syncConn, reused bool, err error) {
 	for !fresh {
 		sc = t.takeIdle()
 		if sc == nil {
 			break
 		}
-		if !check || sc.open() {
+		if sc.open() {
 			return sc, true, nil
 		}
 		_ = sc.c.Close()

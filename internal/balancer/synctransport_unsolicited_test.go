@@ -1,0 +1,67 @@
+package balancer
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// Bytes a backend sends on a connection while it is idle in lb's pool (a wrong
+// Content-Length, a body after a HEAD or 204 answer) are not a response to anything: the
+// connection is not reused, so the next request never reads them as its own answer
+// (net/http's "Unsolicited response received on idle HTTP channel").
+func TestSyncTransportUnsolicitedBytesOnIdleConnection(t *testing.T) {
+	for _, method := range []string{"GET", "HEAD", "PUT"} {
+		t.Run(method, func(t *testing.T) {
+			extra := make(chan struct{})
+			sent := make(chan struct{})
+			rb := newRawBackend(t, func(rb *rawBackend, c net.Conn, br *bufio.Reader) {
+				defer c.Close()
+				if rb.conns.Load() == 1 {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					_, _ = io.WriteString(c, okResponse)
+					<-extra // lb holds the connection idle now
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nbogus!")
+					close(sent)
+				}
+				rb.serveLoop(func(*http.Request) string { return okResponse })(c, br)
+			})
+			st := newTestSyncTransport(rb.addr, 2*time.Second)
+			t.Cleanup(st.CloseIdleConnections)
+			body := ""
+			if method == "PUT" {
+				body = "payload"
+			}
+			if _, _, err := roundTrip(context.Background(), st, "GET", ""); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 5*time.Second, "connection idle", func() bool { return st.idleCount() == 1 })
+			close(extra)
+			<-sent
+			waitFor(t, 5*time.Second, "the unsolicited bytes seen on lb's side", func() bool {
+				st.mu.Lock()
+				defer st.mu.Unlock()
+				return len(st.idle) == 1 && !st.idle[0].open()
+			})
+			code, got, err := roundTrip(context.Background(), st, method, body)
+			want := "ok"
+			if method == "HEAD" {
+				want = ""
+			}
+			if err != nil || code != 200 || got != want {
+				t.Fatalf("next request: %d %q %v, want 200 %q (the backend's own answer)", code, got, err, want)
+			}
+			if n := rb.conns.Load(); n != 2 {
+				t.Errorf("connections: got %d, want 2 (the dirty one dropped)", n)
+			}
+		})
+	}
+}
