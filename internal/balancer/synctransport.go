@@ -348,7 +348,8 @@ func (sc *syncConn) roundTrip(ctx context.Context, req *http.Request, perTry tim
 	if perTry > 0 {
 		sc.setReadDeadline(time.Time{}) // the per-try timeout never bounds the body
 	}
-	keep := !res.Close && !req.Close
+	// After a 101 the connection speaks another protocol: never reuse it.
+	keep := !res.Close && !req.Close && res.StatusCode != http.StatusSwitchingProtocols
 	if res.Body == http.NoBody || res.Body == nil {
 		res.Body = http.NoBody
 		sc.done(stop, keep)

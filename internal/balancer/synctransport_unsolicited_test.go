@@ -65,3 +65,22 @@ func TestSyncTransportUnsolicitedBytesOnIdleConnection(t *testing.T) {
 		})
 	}
 }
+
+// A 101 answer to a request that asked for no upgrade leaves the connection in another
+// protocol: it never goes back to the idle pool.
+func TestSyncTransportUnrequested101NotReused(t *testing.T) {
+	rb := newRawBackend(t, func(rb *rawBackend, c net.Conn, br *bufio.Reader) {
+		rb.serveLoop(func(*http.Request) string {
+			return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n"
+		})(c, br)
+	})
+	st := newTestSyncTransport(rb.addr, 2*time.Second)
+	t.Cleanup(st.CloseIdleConnections)
+	code, _, err := roundTrip(context.Background(), st, "GET", "")
+	if err != nil || code != http.StatusSwitchingProtocols {
+		t.Fatalf("got %d %v, want 101", code, err)
+	}
+	if n := st.idleCount(); n != 0 {
+		t.Errorf("idle connections after a 101: %d, want 0", n)
+	}
+}
