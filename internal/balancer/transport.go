@@ -3,11 +3,14 @@ package balancer
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync"
 	"time"
 )
@@ -114,6 +117,41 @@ func (t backendTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.b.tr.Load().RoundTrip(r)
 }
 
+// checkSwitch refuses a 101 answer that ReverseProxy would refuse without closing its body
+// (another protocol than the request asked for, or a body it cannot write to): for
+// http.Transport that body is the backend connection itself, outside any pool, so it would
+// stay open for good. Returned from ModifyResponse, the error makes ReverseProxy close it.
+func checkSwitch(res *http.Response) error {
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		return nil
+	}
+	want, got := upgradeType(res.Request.Header), upgradeType(res.Header)
+	if got == "" || !strings.EqualFold(want, got) {
+		return fmt.Errorf("backend switched to protocol %q when %q was requested", got, want)
+	}
+	for i := 0; i < len(got); i++ {
+		if got[i] < ' ' || got[i] > '~' {
+			return fmt.Errorf("backend switched to invalid protocol %q", got)
+		}
+	}
+	if _, ok := res.Body.(io.ReadWriteCloser); !ok {
+		return errors.New("101 switching protocols response with a body that cannot be written")
+	}
+	return nil
+}
+
+// upgradeType is the Upgrade header's value when Connection lists "upgrade" (as ReverseProxy).
+func upgradeType(h http.Header) string {
+	for _, v := range h["Connection"] {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return h.Get("Upgrade")
+			}
+		}
+	}
+	return ""
+}
+
 // newReverseProxy builds the per-backend reverse proxy. The hooks find the request's
 // dispatch state in its context (see proxy.go); errors are recorded, never written.
 func newReverseProxy(b *Backend, logger *slog.Logger, buffers httputil.BufferPool) *httputil.ReverseProxy {
@@ -126,9 +164,15 @@ func newReverseProxy(b *Backend, logger *slog.Logger, buffers httputil.BufferPoo
 		// flushes every write of a response without a Content-Length (chunked) or of type
 		// text/event-stream, so streams stay live. (-1 started a timer per response whose
 		// goroutine flushed the headers in a write of their own: ≈ 9 µs per request.)
-		FlushInterval:  0,
-		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-		ModifyResponse: func(res *http.Response) error { gotResponse(b, res); return nil },
-		ErrorHandler:   recordError,
+		FlushInterval: 0,
+		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		ModifyResponse: func(res *http.Response) error {
+			if err := checkSwitch(res); err != nil {
+				return err // ReverseProxy closes the body, then ErrorHandler records err
+			}
+			gotResponse(b, res)
+			return nil
+		},
+		ErrorHandler: recordError,
 	}
 }
