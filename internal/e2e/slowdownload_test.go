@@ -12,8 +12,8 @@ import (
 
 // TestSlowDownloadNotCut: per_try_timeout bounds the wait for a backend's response
 // headers, never the body (DESIGN, Timeouts). A client that reads a large file slowly
-// keeps lb copying the body for about 30 times per_try_timeout (the 30 s download of issue 3); the download must
-// arrive whole, from the one backend, with no retry.
+// keeps lb copying the body for about 30 s, 30 times per_try_timeout (issue 3's 30 s
+// download); the download must arrive whole, from one backend, with no retry.
 func TestSlowDownloadNotCut(t *testing.T) {
 	const (
 		size     = 20 << 20               // larger than the socket buffers on the way, so lb keeps copying
