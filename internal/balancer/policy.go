@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 )
@@ -49,11 +50,17 @@ func (p *RoundRobin) Pick(c []*Backend) *Backend {
 // LeastConn takes the candidate with the fewest requests in flight; ties go round-robin.
 type LeastConn struct{ next atomic.Uint64 }
 
-// Pick returns a candidate with the fewest requests in flight.
+// Pick returns a candidate with the fewest requests in flight. The counts are read once:
+// other requests change them meanwhile, and a second read could find no candidate at the
+// minimum of the first.
 func (p *LeastConn) Pick(c []*Backend) *Backend {
-	least, ties := c[0].InFlight(), 0
+	var buf [64]int64 // on the stack for up to 64 candidates
+	counts := buf[:0]
+	least, ties := int64(math.MaxInt64), 0
 	for _, b := range c {
-		switch n := b.InFlight(); {
+		n := b.InFlight()
+		counts = append(counts, n)
+		switch {
 		case n < least:
 			least, ties = n, 1
 		case n == least:
@@ -61,15 +68,15 @@ func (p *LeastConn) Pick(c []*Backend) *Backend {
 		}
 	}
 	k := (p.next.Add(1) - 1) % uint64(ties)
-	for _, b := range c {
-		if b.InFlight() == least {
+	for i, n := range counts {
+		if n == least {
 			if k == 0 {
-				return b
+				return c[i]
 			}
 			k--
 		}
 	}
-	return c[0] // counts moved between the two passes
+	return c[0] // not reached: ties counted the same snapshot
 }
 
 // P2C is "power of two choices": of two random candidates it takes the one with the lower
