@@ -203,6 +203,8 @@ type syncConn struct {
 	bw     *bufio.Writer
 	nread  int64 // bytes read from c
 	nwrite int64 // bytes written to c
+	// headLimit, while a response head is read, is the nread past which reading fails.
+	headLimit int64
 
 	idle      bool        // in t.idle; guarded by t.mu
 	idleTimer *time.Timer // closes the connection after idleConnTimeout idle; guarded by t.mu
@@ -214,6 +216,13 @@ type syncConn struct {
 type countingReader struct{ sc *syncConn }
 
 func (r countingReader) Read(p []byte) (int, error) {
+	if r.sc.headLimit > 0 {
+		left := r.sc.headLimit - r.sc.nread
+		if left <= 0 {
+			return 0, errHeadersTooLarge
+		}
+		p = p[:min(int64(len(p)), left)]
+	}
 	n, err := r.sc.c.Read(p)
 	r.sc.nread += int64(n)
 	return n, err
@@ -295,6 +304,12 @@ type syncError struct {
 func (e *syncError) Error() string { return e.err.Error() }
 func (e *syncError) Unwrap() error { return e.err }
 
+// maxResponseHeaderBytes bounds the response head read (http.Transport's default limit).
+const maxResponseHeaderBytes = 10 << 20
+
+// errHeadersTooLarge ends a response head over maxResponseHeaderBytes.
+var errHeadersTooLarge = errors.New("response headers exceed 10 MiB")
+
 // max1xx bounds the interim responses skipped before the final one (as http.Transport).
 const max1xx = 5
 
@@ -328,7 +343,9 @@ func (sc *syncConn) roundTrip(ctx context.Context, req *http.Request, perTry tim
 	}
 	var res *http.Response
 	for n1xx := 0; ; n1xx++ {
+		sc.headLimit = sc.nread - int64(sc.br.Buffered()) + maxResponseHeaderBytes
 		res, err = http.ReadResponse(sc.br, req)
+		sc.headLimit = 0
 		if err != nil {
 			return fail(fmt.Errorf("read response: %w", err), written, read)
 		}

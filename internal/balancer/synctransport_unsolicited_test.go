@@ -84,3 +84,44 @@ func TestSyncTransportUnrequested101NotReused(t *testing.T) {
 		t.Errorf("idle connections after a 101: %d, want 0", n)
 	}
 }
+
+// Response headers are bounded as http.Transport bounds them (10 MiB): a backend that sends
+// header bytes without end gets an error at the limit, not a buffer that grows until the
+// per-try timeout.
+func TestSyncTransportResponseHeaderLimit(t *testing.T) {
+	rb := newRawBackend(t, func(_ *rawBackend, c net.Conn, br *bufio.Reader) {
+		defer c.Close()
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: ")
+		chunk := make([]byte, 64<<10)
+		for i := range chunk {
+			chunk[i] = 'a'
+		}
+		for range (maxResponseHeaderBytes >> 16) + 16 {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+		_, _ = io.Copy(io.Discard, br) // then nothing more until lb closes
+	})
+	st := newTestSyncTransport(rb.addr, time.Minute)
+	t.Cleanup(st.CloseIdleConnections)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := roundTrip(context.Background(), st, "GET", "")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("got a response with endless headers, want an error")
+		}
+		if reason := classify(err); reason != reasonReset {
+			t.Errorf("classified %q (%v), want %q", reason, err, reasonReset)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no error at the header limit: the transport kept reading until the per-try timeout")
+	}
+}
