@@ -145,9 +145,18 @@ func (p *Pool) retire(b *Backend) {
 	b.removed.Store(true)
 	b.closeIdle()
 	b.closeUpgraded()
-	p.m.forget(b.name)
+	if !p.succeeded(b) {
+		p.m.forget(b.name)
+	}
 	// A request still holding b may write a series after this; it deletes them when it ends
 	// (Proxy.finish). Deleting above in any case keeps this simple and idempotent.
+}
+
+// succeeded reports whether the pool now holds another backend under b's name (a reload
+// changed its URL): the name's metric series and passive count belong to the successor.
+func (p *Pool) succeeded(b *Backend) bool {
+	cur, ok := p.snap.Load().byName[b.name]
+	return ok && cur != b
 }
 
 // Add puts a new backend at the end of the pool. It starts active and unhealthy: one passing

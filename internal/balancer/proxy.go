@@ -274,10 +274,11 @@ func (p *Proxy) observeFailure(b *Backend) {
 // series (or passive count) back. Every such write happens while the request holds a ref, so
 // whoever sees the last ref go with the backend removed (here, or retire if no request holds
 // one) deletes them again; both sides use sequentially consistent atomics, so at least one
-// of them does.
+// of them does. A backend a reload replaced under the same name leaves the name's series and
+// passive count to its successor.
 func (p *Proxy) finish(st *reqState) {
 	for _, b := range st.held {
-		if b.refs.Add(-1) == 0 && b.removed.Load() {
+		if b.refs.Add(-1) == 0 && b.removed.Load() && !p.pool.succeeded(b) {
 			p.pool.m.forget(b.name)
 			if f, ok := p.observer.(forgetter); ok {
 				f.Forget(b.name)
