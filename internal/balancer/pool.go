@@ -184,27 +184,34 @@ func (p *Pool) Add(name, rawURL string) (Status, error) {
 
 // Remove drains the backend, waits until its in-flight count is 0 or ctx is done, then removes
 // it whatever the count, closes its connections (upgraded ones too) and deletes its metric series.
+// If a reload put another backend under the name meanwhile, that one is drained and waited
+// for in turn: Remove never takes out a backend it has not drained.
 func (p *Pool) Remove(ctx context.Context, name string) error {
-	if _, err := p.Drain(name); err != nil {
-		return fmt.Errorf("remove: %w", err)
-	}
-	_ = p.WaitIdle(ctx, name) // past the deadline it goes anyway
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cur := p.snap.Load()
-	b, ok := cur.byName[name]
-	if !ok {
-		return fmt.Errorf("remove %q: %w", name, ErrNotFound)
-	}
-	list := make([]*Backend, 0, len(cur.list))
-	for _, x := range cur.list {
-		if x != b {
-			list = append(list, x)
+	for {
+		b, err := p.lookup(name)
+		if err != nil {
+			return fmt.Errorf("remove: %w", err)
 		}
+		b.state.Store(uint32(StateDraining))
+		b.closeIdle()
+		_ = b.waitIdle(ctx) // past the deadline it goes anyway
+		p.mu.Lock()
+		cur := p.snap.Load()
+		if cur.byName[name] != b {
+			p.mu.Unlock()
+			continue // removed or replaced meanwhile: look again
+		}
+		list := make([]*Backend, 0, len(cur.list))
+		for _, x := range cur.list {
+			if x != b {
+				list = append(list, x)
+			}
+		}
+		p.publish(list)
+		p.retire(b)
+		p.mu.Unlock()
+		return nil
 	}
-	p.publish(list)
-	p.retire(b)
-	return nil
 }
 
 // Drain stops new requests to the backend from the instant it returns; requests already
@@ -254,6 +261,11 @@ func (p *Pool) WaitIdle(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("wait idle: %w", err)
 	}
+	return b.waitIdle(ctx)
+}
+
+// waitIdle blocks until b has no request in flight or ctx is done.
+func (b *Backend) waitIdle(ctx context.Context) error {
 	b.idleWaiters.Add(1)
 	defer b.idleWaiters.Add(-1)
 	for {
@@ -264,7 +276,7 @@ func (p *Pool) WaitIdle(ctx context.Context, name string) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %q to be idle (%d in flight): %w", name, b.inFlight.Load(), ctx.Err())
+			return fmt.Errorf("wait for %q to be idle (%d in flight): %w", b.name, b.inFlight.Load(), ctx.Err())
 		}
 	}
 }
