@@ -134,6 +134,7 @@ func (t *syncTransport) conn(ctx context.Context, fresh bool) (sc *syncConn, reu
 		return nil, false, err
 	}
 	sc = &syncConn{t: t, c: c}
+	sc.initPeek()
 	sc.br = bufio.NewReaderSize(countingReader{sc}, 4<<10)
 	sc.bw = bufio.NewWriterSize(countingWriter{sc}, 4<<10)
 	return sc, false, nil
@@ -203,6 +204,11 @@ type syncConn struct {
 	bw     *bufio.Writer
 	nread  int64 // bytes read from c
 	nwrite int64 // bytes written to c
+	// raw, peek, peekBuf and alive serve open (used by one goroutine at a time).
+	raw     syscall.RawConn
+	peek    func(fd uintptr) bool
+	peekBuf [1]byte
+	alive   bool
 	// headLimit, while a response head is read, is the nread past which reading fails.
 	headLimit int64
 
@@ -275,22 +281,30 @@ func (sc *syncConn) setReadDeadline(t time.Time) {
 // open reports whether an idle connection is still open and silent, without blocking: a
 // close by the backend (EOF), an error or unsolicited bytes all make it unusable.
 func (sc *syncConn) open() bool {
+	if sc.raw == nil {
+		return true // not a socket: nothing to peek at
+	}
+	sc.alive = false
+	err := sc.raw.Read(sc.peek)
+	return err == nil && sc.alive
+}
+
+// initPeek prepares open's non-blocking peek once per connection (no allocation per reuse).
+func (sc *syncConn) initPeek() {
 	sys, ok := sc.c.(syscall.Conn)
 	if !ok {
-		return true
+		return
 	}
 	raw, err := sys.SyscallConn()
 	if err != nil {
-		return false
+		return
 	}
-	alive := false
-	var b [1]byte
-	err = raw.Read(func(fd uintptr) bool {
-		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK
+	sc.raw = raw
+	sc.peek = func(fd uintptr) bool {
+		_, _, rerr := syscall.Recvfrom(int(fd), sc.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		sc.alive = rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK
 		return true
-	})
-	return err == nil && alive
+	}
 }
 
 // syncError is a failed round trip, with what net/http's retry rules need to know.
