@@ -93,8 +93,8 @@ func TestProxyTrustedForwardedFor(t *testing.T) {
 	}
 }
 
-// dyingHandler reads the request body, then drops the connection without answering,
-// like a server killed mid-request.
+// TestSlowBodyNotCutByPerTryTimeout: per_try_timeout bounds the wait for headers, not a
+// body that a slow producer streams for longer than it.
 func TestSlowBodyNotCutByPerTryTimeout(t *testing.T) {
 	const chunks = 8
 	be := newBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
