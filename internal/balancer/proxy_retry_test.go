@@ -61,6 +61,8 @@ func TestPostBodyReplayed(t *testing.T) {
 	}
 }
 
+// dyingHandler reads the request body, then drops the connection without answering,
+// like a server killed mid-request.
 func dyingHandler(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
 	c, _, err := http.NewResponseController(w).Hijack()
