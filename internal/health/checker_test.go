@@ -221,6 +221,8 @@ func TestNextDelay(t *testing.T) {
 		{2 * time.Second, false, "high", 2200*time.Millisecond - 1},
 		{2 * time.Second, true, "mid", 500 * time.Millisecond},
 		{800 * time.Millisecond, true, "mid", 250 * time.Millisecond}, // floor
+		{1 * time.Second, true, "low", 250 * time.Millisecond},        // floor after jitter (225 ms before it)
+		{1 * time.Second, true, "high", 275*time.Millisecond - 1},
 		{100 * time.Millisecond, true, "mid", 100 * time.Millisecond}, // never slower than interval
 		{10 * time.Second, true, "low", 2250 * time.Millisecond},
 	}

@@ -51,17 +51,19 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// nextDelay is the wait before the next check: Interval, or Interval/4 (at least 250 ms, at
-// most Interval) while the backend is changing state; jitter(n) returns a value in [0, n) and
-// spreads the result over ±10%.
+// nextDelay is the wait before the next check: Interval, or Interval/4 while the backend is
+// changing state; jitter(n) returns a value in [0, n) and spreads the result over ±10%. The
+// fast re-check never comes sooner than 250 ms (after jitter) nor later than Interval would.
 func (c Config) nextDelay(changing bool, jitter func(n int64) int64) time.Duration {
 	d := c.Interval
 	if changing {
-		d = min(c.Interval, max(c.Interval/4, minFastInterval))
+		d = c.Interval / 4
 	}
-	spread := int64(d) / 5
-	if spread <= 0 {
-		return d
+	if spread := int64(d) / 5; spread > 0 {
+		d += time.Duration(jitter(spread)) - time.Duration(spread/2)
 	}
-	return d - time.Duration(spread/2) + time.Duration(jitter(spread))
+	if changing {
+		d = min(c.Interval, max(d, minFastInterval))
+	}
+	return d
 }
