@@ -119,76 +119,53 @@ func TestSlowBodyNotCutByPerTryTimeout(t *testing.T) {
 	}
 }
 
-func TestStreamingFlushesEachEvent(t *testing.T) {
-	next := make(chan struct{})
-	be := newBackend(t, "sse", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		rc := http.NewResponseController(w)
-		for i := range 3 {
-			_, _ = io.WriteString(w, "data: "+string(rune('0'+i))+"\n\n")
-			_ = rc.Flush()
-			select {
-			case <-next:
-			case <-r.Context().Done():
-				return
+// TestStreamingFlushesEachPart: an event stream, and a chunked response (no
+// Content-Length, not an event stream), are passed on part by part, not buffered.
+func TestStreamingFlushesEachPart(t *testing.T) {
+	tests := []struct {
+		name, contentType string
+		part              func(i int) string // what the backend writes and the client reads as one part
+	}{
+		{"event stream", "text/event-stream", func(i int) string { return "data: " + string(rune('0'+i)) + "\n\n" }},
+		{"chunked", "text/plain", func(i int) string { return "chunk " + string(rune('0'+i)) + "\n" }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			next := make(chan struct{})
+			be := newBackend(t, "stream", func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tc.contentType)
+				rc := http.NewResponseController(w)
+				for i := range 3 {
+					_, _ = io.WriteString(w, tc.part(i))
+					_ = rc.Flush()
+					select {
+					case <-next:
+					case <-r.Context().Done():
+						return
+					}
+				}
+			})
+			r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL)
+			res, err := r.front.Client().Get(r.front.URL + "/stream")
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	})
-	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL)
-	res, err := r.front.Client().Get(r.front.URL + "/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	br := bufio.NewReader(res.Body)
-	for i := range 3 {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("event %d: %v", i, err)
-		}
-		if want := "data: " + string(rune('0'+i)) + "\n"; line != want {
-			t.Fatalf("event %d: got %q, want %q", i, line, want)
-		}
-		_, _ = br.ReadString('\n')
-		next <- struct{}{} // the backend sends the next event only after we saw this one
-	}
-}
-
-// A chunked response (no Content-Length, not an event stream) is passed on chunk by chunk.
-func TestChunkedStreamFlushesEachChunk(t *testing.T) {
-	next := make(chan struct{})
-	be := newBackend(t, "chunked", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		rc := http.NewResponseController(w)
-		for i := range 3 {
-			_, _ = io.WriteString(w, "chunk "+string(rune('0'+i))+"\n")
-			_ = rc.Flush()
-			select {
-			case <-next:
-			case <-r.Context().Done():
-				return
+			defer res.Body.Close()
+			if res.ContentLength != -1 || len(res.TransferEncoding) == 0 || res.TransferEncoding[0] != "chunked" {
+				t.Fatalf("content length %d, transfer encoding %v; want a chunked response", res.ContentLength, res.TransferEncoding)
 			}
-		}
-	})
-	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL)
-	res, err := r.front.Client().Get(r.front.URL + "/stream")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	if res.ContentLength != -1 || len(res.TransferEncoding) == 0 || res.TransferEncoding[0] != "chunked" {
-		t.Fatalf("content length %d, transfer encoding %v; want a chunked response", res.ContentLength, res.TransferEncoding)
-	}
-	br := bufio.NewReader(res.Body)
-	for i := range 3 {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("chunk %d: %v", i, err)
-		}
-		if want := "chunk " + string(rune('0'+i)) + "\n"; line != want {
-			t.Fatalf("chunk %d: got %q, want %q", i, line, want)
-		}
-		next <- struct{}{} // the backend writes the next chunk only after we read this one
+			for i := range 3 {
+				want := tc.part(i)
+				got := make([]byte, len(want))
+				if _, err := io.ReadFull(res.Body, got); err != nil {
+					t.Fatalf("part %d: %v", i, err)
+				}
+				if string(got) != want {
+					t.Fatalf("part %d: got %q, want %q", i, got, want)
+				}
+				next <- struct{}{} // the backend writes the next part only after we read this one
+			}
+		})
 	}
 }
 
