@@ -133,7 +133,7 @@ func TestMigrateWaitsForLock(t *testing.T) {
 			t.Fatalf("Migrate returned %v while the lock was held", err)
 		default:
 		}
-		return count(t, pool, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") > 0
+		return count(t, pool, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())") > 0
 	})
 	release()
 	if err := <-done; err != nil {
