@@ -53,19 +53,7 @@ func TestBrokenMidBody(t *testing.T) {
 	}
 
 	// lb logs that request too (DESIGN: one line per request).
-	var lbLine *fleet.Line
-	poll(t, 5*time.Second, func() bool {
-		lines, err := f.RequestLines("broken-mid-body-1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range lines["broken-mid-body-1"] {
-			if l.Proc == "lb" {
-				lbLine = &l
-			}
-		}
-		return lbLine != nil
-	})
+	lbLine := lbRequestLine(t, f, "broken-mid-body-1")
 	if lbLine == nil {
 		t.Errorf("lb logged no request line for the download broken mid-body (request id broken-mid-body-1)")
 	} else {

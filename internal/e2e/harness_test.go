@@ -276,3 +276,23 @@ func report(t *testing.T, phase string, r fleet.Result) {
 	t.Helper()
 	t.Logf("%s: %v", phase, r)
 }
+
+// lbRequestLine waits up to 5 s for lb's request line for request id and returns it,
+// or nil if lb wrote none.
+func lbRequestLine(t *testing.T, f *fleet.Fleet, id string) *fleet.Line {
+	t.Helper()
+	var line *fleet.Line
+	poll(t, 5*time.Second, func() bool {
+		lines, err := f.RequestLines(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range lines[id] {
+			if l.Proc == "lb" {
+				line = &l
+			}
+		}
+		return line != nil
+	})
+	return line
+}

@@ -61,19 +61,7 @@ func TestSlowDownloadNotCut(t *testing.T) {
 	}
 
 	// lb's line for it: one attempt, status 200.
-	var line *fleet.Line
-	poll(t, 5*time.Second, func() bool {
-		lines, err := f.RequestLines("slow-download-1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range lines["slow-download-1"] {
-			if l.Proc == "lb" {
-				line = &l
-			}
-		}
-		return line != nil
-	})
+	line := lbRequestLine(t, f, "slow-download-1")
 	if line == nil {
 		t.Fatalf("lb logged no line for request slow-download-1")
 	}
