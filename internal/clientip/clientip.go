@@ -8,11 +8,14 @@
 package clientip
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Resolver decides which request addresses to believe, given trusted proxy prefixes.
@@ -80,7 +83,14 @@ func (r *Resolver) Trusted(a netip.Addr) bool {
 // its port, IPv4-mapped addresses unmapped. It is the zero Addr if RemoteAddr
 // cannot be parsed.
 func PeerAddr(req *http.Request) netip.Addr {
-	return parseHop(req.RemoteAddr)
+	return AddrFromRemote(req.RemoteAddr)
+}
+
+// AddrFromRemote parses a RemoteAddr-style "host:port" (or a bare address)
+// as PeerAddr does; a server holding a net.Conn can compute the peer once
+// per connection with it.
+func AddrFromRemote(remoteAddr string) netip.Addr {
+	return parseHop(remoteAddr)
 }
 
 // ClientIP returns the real client address of req: its peer unless the peer
@@ -88,20 +98,34 @@ func PeerAddr(req *http.Request) netip.Addr {
 // together) walked from right to left, the first untrusted hop winning. A
 // malformed entry stops the walk at the last good hop.
 func (r *Resolver) ClientIP(req *http.Request) netip.Addr {
-	peer := PeerAddr(req)
+	return r.ClientIPFrom(PeerAddr(req), req.Header.Values("X-Forwarded-For"))
+}
+
+// ClientIPFrom is ClientIP for a peer address and the request's
+// X-Forwarded-For field values (every line, in order). The peer is taken
+// unmapped and without its zone, as AddrFromRemote returns it.
+func (r *Resolver) ClientIPFrom(peer netip.Addr, xff []string) netip.Addr {
+	peer = peer.Unmap().WithZone("")
 	if !r.Trusted(peer) {
 		return peer
 	}
 	client := peer
-	hops := forwardedHops(req.Header)
-	for i := len(hops) - 1; i >= 0; i-- {
-		a := parseHop(hops[i])
-		if !a.IsValid() {
-			return client
-		}
-		client = a
-		if !r.Trusted(a) {
-			return a
+	for i := len(xff) - 1; i >= 0; i-- {
+		line := xff[i]
+		for {
+			comma := strings.LastIndexByte(line, ',')
+			a := parseHop(line[comma+1:])
+			if !a.IsValid() {
+				return client
+			}
+			client = a
+			if !r.Trusted(a) {
+				return a
+			}
+			if comma < 0 {
+				break
+			}
+			line = line[:comma]
 		}
 	}
 	return client
@@ -113,32 +137,58 @@ func (r *Resolver) ClientIP(req *http.Request) netip.Addr {
 // addresses unmapped); the chain is cut at the first malformed entry from the
 // right, so nothing unparseable is passed on.
 func (r *Resolver) ForwardedFor(req *http.Request) string {
-	peer := PeerAddr(req)
-	peerText := ""
-	if peer.IsValid() {
-		peerText = peer.String()
-	}
+	return r.ForwardedForFrom(PeerAddr(req), req.Header.Values("X-Forwarded-For"))
+}
+
+// ForwardedForFrom is ForwardedFor for a peer address and the request's
+// X-Forwarded-For field values (every line, in order). The peer is taken
+// unmapped and without its zone, as AddrFromRemote returns it.
+func (r *Resolver) ForwardedForFrom(peer netip.Addr, xff []string) string {
+	peer = peer.Unmap().WithZone("")
 	if !r.Trusted(peer) {
-		return peerText
+		if !peer.IsValid() {
+			return ""
+		}
+		return peer.String()
 	}
-	hops := forwardedHops(req.Header)
-	start := len(hops)
-	for start > 0 && parseHop(hops[start-1]).IsValid() {
-		start--
+	// The kept chain is the run of well-formed entries at the right end:
+	// it starts in line first, at byte from.
+	first, from := len(xff), 0
+scan:
+	for i := len(xff) - 1; i >= 0; i-- {
+		line := xff[i]
+		for end := len(line); ; {
+			comma := strings.LastIndexByte(line[:end], ',')
+			if !parseHop(line[comma+1 : end]).IsValid() {
+				break scan
+			}
+			first, from = i, comma+1
+			if comma < 0 {
+				break
+			}
+			end = comma
+		}
 	}
-	var b strings.Builder
-	for _, h := range hops[start:] {
-		b.WriteString(parseHop(h).String())
-		b.WriteString(", ")
+	var buf [128]byte
+	b := buf[:0]
+	for i := first; i < len(xff); i++ {
+		line := xff[i]
+		if i == first {
+			line = line[from:]
+		}
+		for part := range strings.SplitSeq(line, ",") {
+			b = parseHop(part).AppendTo(b)
+			b = append(b, ", "...)
+		}
 	}
-	b.WriteString(peerText)
-	return b.String()
+	b = peer.AppendTo(b)
+	return string(b)
 }
 
 // spoofable lists, in lower case with dashes, the headers a client could use
 // to claim another address; RemoveSpoofable also drops their underscore
 // spellings.
-var spoofable = []string{"forwarded", "x-real-ip", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-client-ip", "true-client-ip"}
+var spoofable = [...]string{"forwarded", "x-real-ip", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-client-ip", "true-client-ip"}
 
 // RemoveSpoofable deletes Forwarded and X-Real-IP, and the underscore
 // variants of every forwarding header (X_Forwarded_For and so on), which some
@@ -150,32 +200,50 @@ func RemoveSpoofable(h http.Header) {
 	h.Del("X-Client-Ip")
 	h.Del("True-Client-Ip")
 	for k := range h {
-		if !strings.Contains(k, "_") {
-			continue
-		}
-		norm := strings.ToLower(strings.ReplaceAll(k, "_", "-"))
-		for _, s := range spoofable {
-			if norm == s {
-				delete(h, k)
-				break
-			}
+		if strings.IndexByte(k, '_') >= 0 && SpoofableAlias([]byte(k)) {
+			delete(h, k)
 		}
 	}
 }
 
-// forwardedHops folds every X-Forwarded-For line into one list of entries.
-func forwardedHops(h http.Header) []string {
-	lines := h.Values("X-Forwarded-For")
-	if len(lines) == 0 {
-		return nil
+// SpoofableAlias reports whether name is the underscore spelling of a
+// forwarding header (x_forwarded_for, X_Real_IP, x_forwarded_proto, ..., in
+// any case, underscores and dashes mixed): the names RemoveSpoofable deletes
+// because they contain '_'. It does not allocate.
+func SpoofableAlias(name []byte) bool {
+	if bytes.IndexByte(name, '_') < 0 {
+		return false
 	}
-	var hops []string
-	for _, line := range lines {
-		for part := range strings.SplitSeq(line, ",") {
-			hops = append(hops, strings.TrimSpace(part))
+	for _, s := range spoofable {
+		if aliasOf(name, s) {
+			return true
 		}
 	}
-	return hops
+	return false
+}
+
+// aliasOf reports whether name, with '_' read as '-' and letters lowered as
+// strings.ToLower lowers them, is the lower-case ASCII header name s.
+func aliasOf(name []byte, s string) bool {
+	i := 0
+	for len(name) > 0 {
+		r, size := rune(name[0]), 1
+		switch {
+		case r >= utf8.RuneSelf:
+			r, size = utf8.DecodeRune(name)
+			r = unicode.ToLower(r) // 'İ' is 'i' to strings.ToLower
+		case 'A' <= r && r <= 'Z':
+			r += 'a' - 'A'
+		case r == '_':
+			r = '-'
+		}
+		if i >= len(s) || r != rune(s[i]) {
+			return false
+		}
+		name = name[size:]
+		i++
+	}
+	return i == len(s)
 }
 
 // parseHop parses one address as found in RemoteAddr or X-Forwarded-For:

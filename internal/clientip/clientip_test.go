@@ -61,6 +61,9 @@ func TestClientIP(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("ClientIP = %q, want %q", got, tc.want)
 			}
+			if got := r.ClientIPFrom(AddrFromRemote(tc.remote), tc.xff).String(); got != tc.want {
+				t.Errorf("ClientIPFrom = %q, want %q", got, tc.want)
+			}
 		})
 	}
 }
@@ -78,6 +81,11 @@ func TestForwardedFor(t *testing.T) {
 		{"trusted peer's chain is kept", []string{"10.0.0.0/8"}, "10.0.0.2:1", []string{"198.51.100.9"}, "198.51.100.9, 10.0.0.2"},
 		{"lines folded and normalised", []string{"10.0.0.0/8"}, "10.0.0.2:1", []string{"198.51.100.9:80", " [2001:db8::1]:9 "}, "198.51.100.9, 2001:db8::1, 10.0.0.2"},
 		{"cut at malformed entry", []string{"10.0.0.0/8"}, "10.0.0.2:1", []string{"1.1.1.1, bad, 198.51.100.9"}, "198.51.100.9, 10.0.0.2"},
+		{"cut at malformed line", []string{"10.0.0.0/8"}, "10.0.0.2:1", []string{"1.1.1.1", "2.2.2.2, bad", "3.3.3.3, 4.4.4.4", "5.5.5.5"}, "3.3.3.3, 4.4.4.4, 5.5.5.5, 10.0.0.2"},
+		{"cut at empty line", []string{"10.0.0.0/8"}, "10.0.0.2:1", []string{"1.1.1.1", "", "5.5.5.5"}, "5.5.5.5, 10.0.0.2"},
+		{"malformed rightmost", []string{"10.0.0.0/8"}, "10.0.0.2:1", []string{"1.1.1.1, bad"}, "10.0.0.2"},
+		{"trusted peer, no header", []string{"10.0.0.0/8"}, "10.0.0.2:1", nil, "10.0.0.2"},
+		{"bad RemoteAddr", nil, "nope", []string{"1.1.1.1"}, ""},
 		{"IPv6 peer", nil, "[2001:db8::1]:443", nil, "2001:db8::1"},
 	}
 	for _, tc := range tests {
@@ -85,6 +93,9 @@ func TestForwardedFor(t *testing.T) {
 			r := mustResolver(t, tc.trusted...)
 			if got := r.ForwardedFor(request(tc.remote, tc.xff...)); got != tc.want {
 				t.Errorf("ForwardedFor = %q, want %q", got, tc.want)
+			}
+			if got := r.ForwardedForFrom(AddrFromRemote(tc.remote), tc.xff); got != tc.want {
+				t.Errorf("ForwardedForFrom = %q, want %q", got, tc.want)
 			}
 		})
 	}
@@ -144,8 +155,23 @@ func FuzzClientIP(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	f.Add("10.0.0.2:1", "1.1.1.1\n\n10.0.0.3, 198.51.100.9")
+	f.Add("10.0.0.2:1", "X_Real_IP")
 	f.Fuzz(func(t *testing.T, remote, xff string) {
-		req := request(remote, xff)
+		var lines []string // a newline in the input separates header lines
+		if xff != "" {
+			lines = strings.Split(xff, "\n")
+		}
+		req := request(remote, lines...)
+		if got, want := r.ClientIP(req), oldClientIP(r, req); got != want {
+			t.Fatalf("ClientIP = %v, want %v as before", got, want)
+		}
+		if got, want := r.ForwardedFor(req), oldForwardedFor(r, req); got != want {
+			t.Fatalf("ForwardedFor = %q, want %q as before", got, want)
+		}
+		if got, want := SpoofableAlias([]byte(xff)), oldSpoofableAlias(xff); got != want {
+			t.Fatalf("SpoofableAlias(%q) = %v, want %v as before", xff, got, want)
+		}
 		got := r.ClientIP(req)
 		peer := PeerAddr(req)
 		if !r.Trusted(peer) && got != peer {
@@ -167,4 +193,170 @@ func FuzzClientIP(f *testing.F) {
 			t.Fatalf("ForwardedFor = %q does not end with the peer %v", chain, peer)
 		}
 	})
+}
+
+// oldClientIP, oldForwardedFor and oldForwardedHops are ClientIP and
+// ForwardedFor as they were before the From variants: the oracle for them.
+func oldClientIP(r *Resolver, req *http.Request) netip.Addr {
+	peer := PeerAddr(req)
+	if !r.Trusted(peer) {
+		return peer
+	}
+	client := peer
+	hops := oldForwardedHops(req.Header)
+	for i := len(hops) - 1; i >= 0; i-- {
+		a := parseHop(hops[i])
+		if !a.IsValid() {
+			return client
+		}
+		client = a
+		if !r.Trusted(a) {
+			return a
+		}
+	}
+	return client
+}
+
+func oldForwardedFor(r *Resolver, req *http.Request) string {
+	peer := PeerAddr(req)
+	peerText := ""
+	if peer.IsValid() {
+		peerText = peer.String()
+	}
+	if !r.Trusted(peer) {
+		return peerText
+	}
+	hops := oldForwardedHops(req.Header)
+	start := len(hops)
+	for start > 0 && parseHop(hops[start-1]).IsValid() {
+		start--
+	}
+	var b strings.Builder
+	for _, h := range hops[start:] {
+		b.WriteString(parseHop(h).String())
+		b.WriteString(", ")
+	}
+	b.WriteString(peerText)
+	return b.String()
+}
+
+func oldForwardedHops(h http.Header) []string {
+	var hops []string
+	for _, line := range h.Values("X-Forwarded-For") {
+		for part := range strings.SplitSeq(line, ",") {
+			hops = append(hops, strings.TrimSpace(part))
+		}
+	}
+	return hops
+}
+
+func TestFromNormalisesPeer(t *testing.T) {
+	r := mustResolver(t, "10.0.0.0/8", "fe80::/10")
+	xff := []string{"198.51.100.9"}
+	tests := []struct {
+		peer, want, wantChain string
+	}{
+		{"::ffff:10.0.0.2", "198.51.100.9", "198.51.100.9, 10.0.0.2"},
+		{"::ffff:203.0.113.7", "203.0.113.7", "203.0.113.7"},
+		{"fe80::1%eth0", "198.51.100.9", "198.51.100.9, fe80::1"},
+	}
+	for _, tc := range tests {
+		peer := netip.MustParseAddr(tc.peer)
+		if got := r.ClientIPFrom(peer, xff).String(); got != tc.want {
+			t.Errorf("ClientIPFrom(%s) = %q, want %q", tc.peer, got, tc.want)
+		}
+		if got := r.ForwardedForFrom(peer, xff); got != tc.wantChain {
+			t.Errorf("ForwardedForFrom(%s) = %q, want %q", tc.peer, got, tc.wantChain)
+		}
+	}
+	if got := r.ClientIPFrom(netip.Addr{}, xff); got.IsValid() {
+		t.Errorf("ClientIPFrom(zero Addr) = %q, want the zero Addr", got)
+	}
+}
+
+func TestAddrFromRemote(t *testing.T) {
+	tests := []struct{ remote, want string }{
+		{"203.0.113.7:5555", "203.0.113.7"},
+		{"203.0.113.7", "203.0.113.7"},
+		{"[2001:db8::1]:443", "2001:db8::1"},
+		{"[2001:db8::1]", "2001:db8::1"},
+		{"2001:db8::1", "2001:db8::1"},
+		{"[::ffff:127.0.0.1]:80", "127.0.0.1"},
+		{"[fe80::1%eth0]:80", "fe80::1"},
+		{" 192.0.2.1:1 ", "192.0.2.1"},
+		{"example.com:80", "invalid IP"},
+		{"", "invalid IP"},
+		{"@", "invalid IP"},
+	}
+	for _, tc := range tests {
+		if got := AddrFromRemote(tc.remote).String(); got != tc.want {
+			t.Errorf("AddrFromRemote(%q) = %q, want %q", tc.remote, got, tc.want)
+		}
+	}
+}
+
+// oldSpoofableAlias is the check RemoveSpoofable made before SpoofableAlias.
+func oldSpoofableAlias(name string) bool {
+	if !strings.Contains(name, "_") {
+		return false
+	}
+	norm := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+	for _, s := range spoofable {
+		if norm == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSpoofableAlias(t *testing.T) {
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{"x_forwarded_for", true},
+		{"X_Forwarded_For", true},
+		{"X_REAL_IP", true},
+		{"x_real_ip", true},
+		{"X_Forwarded_Host", true},
+		{"x_forwarded_proto", true},
+		{"x_client_ip", true},
+		{"true_client_ip", true},
+		{"TRUE_CLIENT_IP", true},
+		{"x_forwarded-for", true}, // mixed: still contains '_'
+		{"X_REAL_\u0130P", true},  // strings.ToLower lowers 'İ' to 'i'
+		{"x-forwarded-for", false},
+		{"X-Real-Ip", false},
+		{"forwarded", false},
+		{"x_forwarded", false},
+		{"x_forwarded_fo", false},
+		{"x_forwarded_forr", false},
+		{"x_forwarded_for ", false},
+		{"some_other", false},
+		{"_", false},
+		{"", false},
+		{"x_real_ip\xff", false},
+		{"x_real_\xffp", false},
+	}
+	for _, tc := range tests {
+		if got := SpoofableAlias([]byte(tc.name)); got != tc.want {
+			t.Errorf("SpoofableAlias(%q) = %v, want %v", tc.name, got, tc.want)
+		}
+		if old := oldSpoofableAlias(tc.name); old != tc.want {
+			t.Errorf("old check on %q = %v, want %v", tc.name, old, tc.want)
+		}
+	}
+}
+
+func TestFromVariantsAllocations(t *testing.T) {
+	r := mustResolver(t, "10.0.0.0/8")
+	peer := netip.MustParseAddr("10.0.0.2")
+	xff := []string{"6.6.6.6", "198.51.100.9, 10.1.1.1"}
+	name := []byte("X_Forwarded_For")
+	if n := testing.AllocsPerRun(100, func() { _, _ = r.ClientIPFrom(peer, xff), SpoofableAlias(name) }); n != 0 {
+		t.Errorf("ClientIPFrom and SpoofableAlias allocate %v times, want 0", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = r.ForwardedForFrom(peer, xff) }); n != 1 {
+		t.Errorf("ForwardedForFrom allocates %v times, want 1 (its result)", n)
+	}
 }
