@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // BenchmarkMiddleware measures the cost the request log adds to every request
@@ -24,5 +25,35 @@ func BenchmarkMiddleware(b *testing.B) {
 	for b.Loop() {
 		req.Header.Del(RequestIDHeader)
 		h.ServeHTTP(w, req)
+	}
+}
+
+// BenchmarkRequestLog compares RequestLog's own JSON line (fast) with the
+// same line written through slog's LogAttrs (slog), both to io.Discard.
+func BenchmarkRequestLog(b *testing.B) {
+	fast, err := New(io.Discard, Options{Format: "json"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	loggers := []struct {
+		name   string
+		logger *slog.Logger
+	}{
+		{"fast", fast},
+		{"slog", slog.New(slog.NewJSONHandler(io.Discard, nil))},
+	}
+	rec := RequestRecord{
+		Method: "GET", Path: "/api/me", Status: 200, Duration: 1234567 * time.Nanosecond,
+		ClientIP: netip.MustParseAddr("198.51.100.9"), RequestID: "ABCDEFGHIJKLMNOP-1a",
+		Bytes: 1432, Backend: "app-1", Attempts: 1,
+	}
+	for _, lg := range loggers {
+		b.Run(lg.name, func(b *testing.B) {
+			l := NewRequestLog(lg.logger)
+			b.ReportAllocs()
+			for b.Loop() {
+				l.Log(&rec)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 // Package logging sets up log/slog for lb and app: tint's coloured lines on a
-// terminal, JSON lines otherwise (journald, files, CI), and a request-log
-// middleware that writes one line per request.
+// terminal, JSON lines otherwise (journald, files, CI), and the access log:
+// a middleware that writes one line per request, and RequestLog, which writes
+// the same line for servers that do without net/http.
 package logging
 
 import (
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/lmittmann/tint"
@@ -57,7 +59,32 @@ func New(w io.Writer, opts Options) (*slog.Logger, error) {
 			NoColor:    opts.NoColor || !isTerminal(w),
 		})), nil
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})), nil
+	// RequestLog writes its lines to the same writer as the handler, so both
+	// go through one lock.
+	lw := &lockedWriter{w: w}
+	return slog.New(&jsonHandler{JSONHandler: slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: level}), w: lw}), nil
+}
+
+// jsonHandler is the handler of New's JSON loggers: a plain *slog.JSONHandler
+// that also lets RequestLog find its writer. Loggers derived with With or
+// WithGroup get the bare JSONHandler back, and RequestLog falls back to slog
+// for them.
+type jsonHandler struct {
+	*slog.JSONHandler
+	w *lockedWriter
+}
+
+// lockedWriter serialises the writes of the slog handler and RequestLog, for
+// writers such as bytes.Buffer that are not safe for concurrent use.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }
 
 func isTerminal(w io.Writer) bool {

@@ -55,13 +55,13 @@ func Middleware(logger *slog.Logger, clientIP func(*http.Request) netip.Addr, op
 	for _, o := range opts {
 		o(&cfg)
 	}
-	ids := newIDSource()
+	ids := NewRequestIDs()
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			id := r.Header.Get(RequestIDHeader)
 			if !ValidRequestID(id) {
-				id = ids.next()
+				id = ids.Next()
 				r.Header.Set(RequestIDHeader, id)
 			}
 			e := &entry{requestID: id}
@@ -169,19 +169,23 @@ func SetStatus(ctx context.Context, code int) {
 	}
 }
 
-// idSource makes request ids: a random prefix per process and a counter.
-type idSource struct {
+// RequestIDs makes request ids for requests that bring none (or an invalid
+// one): a random prefix per source and a counter.
+type RequestIDs struct {
 	prefix string
 	n      atomic.Uint64
 }
 
-func newIDSource() *idSource {
+// NewRequestIDs returns a source with a fresh random prefix.
+func NewRequestIDs() *RequestIDs {
 	var b [10]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return &idSource{prefix: base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])}
+	return &RequestIDs{prefix: base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])}
 }
 
-func (s *idSource) next() string {
+// Next returns a new id, "PREFIX-N" with N counting up in base 36. It is safe
+// for concurrent use.
+func (s *RequestIDs) Next() string {
 	var buf [48]byte
 	b := append(buf[:0], s.prefix...)
 	b = append(b, '-')
