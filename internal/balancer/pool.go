@@ -43,8 +43,9 @@ type Pool struct {
 }
 
 type snapshot struct {
-	list   []*Backend
-	byName map[string]*Backend
+	list    []*Backend
+	byName  map[string]*Backend
+	allSync bool // every backend has a synchronous transport (plain HTTP): the fast path may serve
 }
 
 // NewPool returns an empty pool whose metrics are registered on opts.Registerer.
@@ -61,7 +62,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	}
 	p.dialTimeout.Store(int64(opts.DialTimeout))
 	p.perTryNS.Store(int64(p.perTry))
-	p.snap.Store(&snapshot{byName: map[string]*Backend{}})
+	p.snap.Store(&snapshot{byName: map[string]*Backend{}, allSync: true})
 	reg := opts.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -104,6 +105,9 @@ func (p *Pool) newTransport(scheme string) *http.Transport {
 // backends returns the current snapshot's backends in configured order (do not modify).
 func (p *Pool) backends() []*Backend { return p.snap.Load().list }
 
+// allSync reports whether every backend is plain HTTP, served by a synchronous transport.
+func (p *Pool) allSync() bool { return p.snap.Load().allSync }
+
 // lookup returns the backend named name in the current snapshot.
 func (p *Pool) lookup(name string) (*Backend, error) {
 	b, ok := p.snap.Load().byName[name]
@@ -131,9 +135,10 @@ func (p *Pool) newBackend(name string, u *url.URL, draining bool) *Backend {
 
 // publish installs a new backend list. Callers hold p.mu.
 func (p *Pool) publish(list []*Backend) {
-	s := &snapshot{list: list, byName: make(map[string]*Backend, len(list))}
+	s := &snapshot{list: list, byName: make(map[string]*Backend, len(list)), allSync: true}
 	for _, b := range list {
 		s.byName[b.name] = b
+		s.allSync = s.allSync && b.sync != nil
 	}
 	p.snap.Store(s)
 }

@@ -106,12 +106,21 @@ type reqState struct {
 	err      error
 	upgraded bool
 
+	tries
+}
+
+// tries is what one client request tracks across its attempts, whichever path serves it.
+type tries struct {
 	skip    []*Backend // tried or full
 	skipBuf [4]*Backend
 	held    []*Backend // picked backends whose refs this request holds
 	heldBuf [4]*Backend
-	cands   []*Backend
 	candBuf [8]*Backend
+}
+
+// reset prepares t for a new request.
+func (t *tries) reset() {
+	t.skip, t.held = t.skipBuf[:0], t.heldBuf[:0]
 }
 
 func stateFrom(ctx context.Context) *reqState {
@@ -173,8 +182,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		st.proto = "https"
 	}
-	st.skip, st.held = st.skipBuf[:0], st.heldBuf[:0]
-	defer p.finish(st)
+	st.reset()
+	defer p.finish(&st.tries)
 	if err := st.bufferBody(r, cfg.RetryBodyBytes); err != nil {
 		p.bodyError(w, r, err)
 		return
@@ -189,7 +198,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		aborted  bool
 	)
 	for attempts < 1+cfg.MaxRetries {
-		b, full := p.pick(st, cfg, pol)
+		b, full := p.pick(&st.tries, cfg, pol, false)
 		sawFull = sawFull || full
 		if b == nil {
 			break
@@ -220,10 +229,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.pool.m.retries.WithLabelValues(reason).Inc()
 	}
 
-	name, code := noBackend, 0
-	if last != nil {
-		name = last.name
-	}
+	code := 0
 	switch {
 	case st.w.wrote && !aborted:
 		code = st.w.code
@@ -232,34 +238,59 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		logging.SetStatus(ctx, code)
 	case aborted:
 		code = st.w.code // the backend broke the body after it started
-		last.failures.Add(1)
-		if !last.removed.Load() {
-			p.pool.m.broken.WithLabelValues(name).Inc()
-		}
-		p.observeFailure(last)
-	case last == nil && sawFull:
-		code = writeError(w, http.StatusServiceUnavailable, "all backends busy")
-	case last == nil:
-		code = writeError(w, http.StatusServiceUnavailable, "no backend available")
+		p.countBroken(last)
 	default:
-		c, msg := errorStatus(reason)
+		c, msg := failureStatus(last, sawFull, reason)
 		code = writeError(w, c, msg)
 	}
-	logged := name
-	if last == nil {
-		logged = ""
+	logged := ""
+	if last != nil {
+		logged = last.name
 	}
 	logging.Annotate(ctx, slog.String("backend", logged), slog.Int("attempts", attempts))
-	if last == nil || !last.removed.Load() {
-		p.pool.m.requests.WithLabelValues(name, codeLabel(code)).Inc()
-		if last != nil {
-			p.pool.m.duration.WithLabelValues(name).Observe(time.Since(begin).Seconds())
-		}
-	}
+	p.countRequest(last, code, begin)
 	if aborted && code != 499 {
 		logging.Annotate(ctx, slog.Bool("broken", true))
 		abortResponse(w)
 	}
+}
+
+// failureStatus is the status and fixed message for a request no backend answered: last is
+// the backend of the last attempt (nil if none could be picked), sawFull whether one was
+// skipped for max_in_flight_per_backend, reason the last attempt's failure.
+func failureStatus(last *Backend, sawFull bool, reason string) (int, string) {
+	switch {
+	case last == nil && sawFull:
+		return http.StatusServiceUnavailable, "all backends busy"
+	case last == nil:
+		return http.StatusServiceUnavailable, "no backend available"
+	}
+	return errorStatus(reason)
+}
+
+// countRequest records a finished request in lb_requests_total and, if a backend took it,
+// lb_request_duration_seconds; nothing is written for a removed backend.
+func (p *Proxy) countRequest(last *Backend, code int, begin time.Time) {
+	name := noBackend
+	if last != nil {
+		if last.removed.Load() {
+			return
+		}
+		name = last.name
+	}
+	p.pool.m.requests.WithLabelValues(name, codeLabel(code)).Inc()
+	if last != nil {
+		p.pool.m.duration.WithLabelValues(name).Observe(time.Since(begin).Seconds())
+	}
+}
+
+// countBroken records a response b cut off after it had started: a failure of b.
+func (p *Proxy) countBroken(b *Backend) {
+	b.failures.Add(1)
+	if !b.removed.Load() {
+		p.pool.m.broken.WithLabelValues(b.name).Inc()
+	}
+	p.observeFailure(b)
 }
 
 // observeFailure reports a failed attempt on b to the observer, unless b was removed.
@@ -276,8 +307,8 @@ func (p *Proxy) observeFailure(b *Backend) {
 // one) deletes them again; both sides use sequentially consistent atomics, so at least one
 // of them does. A backend a reload replaced under the same name leaves the name's series and
 // passive count to its successor.
-func (p *Proxy) finish(st *reqState) {
-	for _, b := range st.held {
+func (p *Proxy) finish(t *tries) {
+	for _, b := range t.held {
 		if b.refs.Add(-1) == 0 && b.removed.Load() && !p.pool.succeeded(b) {
 			p.pool.m.forget(b.name)
 			if f, ok := p.observer.(forgetter); ok {
@@ -322,7 +353,8 @@ func (p *Proxy) attempt(w http.ResponseWriter, out *http.Request, b *Backend, st
 // pick chooses a backend for the next attempt and counts it in flight. After choosing, it
 // re-checks the backend's state, so a drain (or a down mark) is exact from the instant it
 // returns. full reports that some backend was skipped for max_in_flight_per_backend.
-func (p *Proxy) pick(st *reqState, cfg *ProxyConfig, pol Policy) (b *Backend, full bool) {
+// syncOnly skips backends without a synchronous transport (the fast path serves only those).
+func (p *Proxy) pick(st *tries, cfg *ProxyConfig, pol Policy, syncOnly bool) (b *Backend, full bool) {
 	list := p.pool.backends()
 	for range 2*len(list) + 2 {
 		cands := st.candBuf[:0]
@@ -330,7 +362,7 @@ func (p *Proxy) pick(st *reqState, cfg *ProxyConfig, pol Policy) (b *Backend, fu
 		for _, x := range list {
 			if x.Eligible() {
 				healthy = true
-				if !st.skipped(x) {
+				if !st.skipped(x) && (!syncOnly || x.sync != nil) {
 					cands = append(cands, x)
 				}
 			}
@@ -338,7 +370,7 @@ func (p *Proxy) pick(st *reqState, cfg *ProxyConfig, pol Policy) (b *Backend, fu
 		open := !healthy
 		if open {
 			for _, x := range list {
-				if x.State() == StateActive && !st.skipped(x) {
+				if x.State() == StateActive && !st.skipped(x) && (!syncOnly || x.sync != nil) {
 					cands = append(cands, x)
 				}
 			}
@@ -370,7 +402,7 @@ func (p *Proxy) pick(st *reqState, cfg *ProxyConfig, pol Policy) (b *Backend, fu
 	return nil, full
 }
 
-func (st *reqState) skipped(b *Backend) bool {
+func (st *tries) skipped(b *Backend) bool {
 	for _, x := range st.skip {
 		if x == b {
 			return true

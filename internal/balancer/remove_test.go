@@ -41,131 +41,139 @@ func assertNoSeries(t *testing.T, r *rig, name string) {
 // A backend removed while its response is being copied breaks the body afterwards: the broken
 // response must not bring back its series or its passive failure count.
 func TestRemovedBackendBrokenResponseLeavesNothing(t *testing.T) {
-	brk := make(chan struct{})
-	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
-		// Chunked, so the proxy passes "partial" on at once (FlushInterval 0 holds a response
-		// with a Content-Length until its copy ends).
-		_, _ = io.WriteString(w, "partial")
-		_ = http.NewResponseController(w).Flush()
-		<-brk
-		if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
-			_ = c.Close()
+	forEachFront(t, func(t *testing.T, front frontKind) {
+		brk := make(chan struct{})
+		be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+			// Chunked, so the proxy passes "partial" on at once (FlushInterval 0 holds a response
+			// with a Content-Length until its copy ends).
+			_, _ = io.WriteString(w, "partial")
+			_ = http.NewResponseController(w).Flush()
+			<-brk
+			if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				_ = c.Close()
+			}
+		})
+		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, be.URL)
+		openBrk := openOnce(t, brk)
+		res, err := r.front.Client().Get(r.front.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		buf := make([]byte, len("partial"))
+		if _, err := io.ReadFull(res.Body, buf); err != nil {
+			t.Fatal(err)
+		}
+		removeNow(t, r, "b0")
+		openBrk()
+		if _, err := io.ReadAll(res.Body); err == nil {
+			t.Error("client read a complete body from a broken response")
+		}
+		if line := r.lines(t, 1)[0]; line["broken"] != true {
+			t.Errorf("log line %v, want broken=true", line)
+		}
+		assertNoSeries(t, r, "b0")
+		if failed, _ := r.obs.counts("b0"); failed != 0 {
+			t.Errorf("observer holds %d failures of the removed backend, want 0", failed)
 		}
 	})
-	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL)
-	openBrk := openOnce(t, brk)
-	res, err := r.front.Client().Get(r.front.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	buf := make([]byte, len("partial"))
-	if _, err := io.ReadFull(res.Body, buf); err != nil {
-		t.Fatal(err)
-	}
-	removeNow(t, r, "b0")
-	openBrk()
-	if _, err := io.ReadAll(res.Body); err == nil {
-		t.Error("client read a complete body from a broken response")
-	}
-	if line := r.lines(t, 1)[0]; line["broken"] != true {
-		t.Errorf("log line %v, want broken=true", line)
-	}
-	assertNoSeries(t, r, "b0")
-	if failed, _ := r.obs.counts("b0"); failed != 0 {
-		t.Errorf("observer holds %d failures of the removed backend, want 0", failed)
-	}
 }
 
 // A backend removed while a request waits for its headers then resets the connection: the
 // failure must not be reported to the observer (it would recreate the passive count).
 func TestRemovedBackendFailureNotObserved(t *testing.T) {
-	arrived, drop := make(chan struct{}, 1), make(chan struct{})
-	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
-		arrived <- struct{}{}
-		<-drop
-		if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
-			_ = c.Close()
+	forEachFront(t, func(t *testing.T, front frontKind) {
+		arrived, drop := make(chan struct{}, 1), make(chan struct{})
+		be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+			arrived <- struct{}{}
+			<-drop
+			if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				_ = c.Close()
+			}
+		})
+		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, be.URL)
+		openDrop := openOnce(t, drop)
+		got := make(chan int, 1)
+		go func() {
+			code, _ := r.do(t, http.MethodGet, "/", nil)
+			got <- code
+		}()
+		<-arrived
+		removeNow(t, r, "b0")
+		openDrop()
+		if code := <-got; code != http.StatusBadGateway {
+			t.Errorf("got %d, want 502", code)
 		}
+		r.lines(t, 1)
+		if failed, _ := r.obs.counts("b0"); failed != 0 {
+			t.Errorf("observer got %d failures for a removed backend, want 0", failed)
+		}
+		assertNoSeries(t, r, "b0")
 	})
-	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL)
-	openDrop := openOnce(t, drop)
-	got := make(chan int, 1)
-	go func() {
-		code, _ := r.do(t, http.MethodGet, "/", nil)
-		got <- code
-	}()
-	<-arrived
-	removeNow(t, r, "b0")
-	openDrop()
-	if code := <-got; code != http.StatusBadGateway {
-		t.Errorf("got %d, want 502", code)
-	}
-	r.lines(t, 1)
-	if failed, _ := r.obs.counts("b0"); failed != 0 {
-		t.Errorf("observer got %d failures for a removed backend, want 0", failed)
-	}
-	assertNoSeries(t, r, "b0")
 }
 
 // A request whose removed check passed just before the removal writes its series after the
 // removal deleted them; when it ends it deletes them again, and tells the observer to forget.
 func TestSeriesWrittenDuringRemovalDeletedAtEnd(t *testing.T) {
-	be := newBackend(t, "a", nil)
-	r := newRig(t, defaultConfig(), PolicyRoundRobin, be.URL)
-	cfg := r.proxy.cfg.Load()
-	st := &reqState{p: r.proxy}
-	st.skip, st.held = st.skipBuf[:0], st.heldBuf[:0]
-	b, _ := r.proxy.pick(st, cfg, r.proxy.policy.Load().Policy)
-	if b == nil {
-		t.Fatal("no backend picked")
-	}
-	b.release()
-	removeNow(t, r, "b0")
-	// What a request does after its (passed) removed check, racing with the removal:
-	r.pool.m.requests.WithLabelValues("b0", "200").Inc()
-	r.pool.m.duration.WithLabelValues("b0").Observe(0.001)
-	r.pool.m.broken.WithLabelValues("b0").Inc()
-	r.obs.Observe("b0", true)
-	if findMetric(t, r.reg, "lb_requests_total", map[string]string{"backend": "b0"}) == nil {
-		t.Fatal("test setup: the racing write did not create a series")
-	}
-	r.proxy.finish(st)
-	assertNoSeries(t, r, "b0")
-	if failed, _ := r.obs.counts("b0"); failed != 0 || r.obs.forgotten("b0") != 1 {
-		t.Errorf("observer: %d failures, forgotten %d times; want 0 and 1", failed, r.obs.forgotten("b0"))
-	}
+	forEachFront(t, func(t *testing.T, front frontKind) {
+		be := newBackend(t, "a", nil)
+		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, be.URL)
+		cfg := r.proxy.cfg.Load()
+		var st tries
+		st.reset()
+		b, _ := r.proxy.pick(&st, cfg, r.proxy.policy.Load().Policy, false)
+		if b == nil {
+			t.Fatal("no backend picked")
+		}
+		b.release()
+		removeNow(t, r, "b0")
+		// What a request does after its (passed) removed check, racing with the removal:
+		r.pool.m.requests.WithLabelValues("b0", "200").Inc()
+		r.pool.m.duration.WithLabelValues("b0").Observe(0.001)
+		r.pool.m.broken.WithLabelValues("b0").Inc()
+		r.obs.Observe("b0", true)
+		if findMetric(t, r.reg, "lb_requests_total", map[string]string{"backend": "b0"}) == nil {
+			t.Fatal("test setup: the racing write did not create a series")
+		}
+		r.proxy.finish(&st)
+		assertNoSeries(t, r, "b0")
+		if failed, _ := r.obs.counts("b0"); failed != 0 || r.obs.forgotten("b0") != 1 {
+			t.Errorf("observer: %d failures, forgotten %d times; want 0 and 1", failed, r.obs.forgotten("b0"))
+		}
+	})
 }
 
 // Requests racing with Remove leave no series of the removed backend behind.
 func TestRemoveUnderLoadLeavesNoSeries(t *testing.T) {
-	a, b := newBackend(t, "a", nil), newBackend(t, "b", nil)
-	r := newRig(t, defaultConfig(), PolicyRoundRobin, a.URL, b.URL)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 2000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
+	forEachFront(t, func(t *testing.T, front frontKind) {
+		a, b := newBackend(t, "a", nil), newBackend(t, "b", nil)
+		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, a.URL, b.URL)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 2000; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					res, err := r.front.Client().Get(r.front.URL)
+					if err != nil {
+						continue
+					}
+					_, _ = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
 				}
-				res, err := r.front.Client().Get(r.front.URL)
-				if err != nil {
-					continue
-				}
-				_, _ = io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-			}
-		}()
-	}
-	waitFor(t, 5*time.Second, "traffic on b0", func() bool { return a.hits.Load() > 20 })
-	removeNow(t, r, "b0")
-	waitFor(t, 5*time.Second, "traffic after the removal", func() bool { return b.hits.Load() > a.hits.Load()+20 })
-	close(stop)
-	wg.Wait()
-	assertNoSeries(t, r, "b0")
+			}()
+		}
+		waitFor(t, 5*time.Second, "traffic on b0", func() bool { return a.hits.Load() > 20 })
+		removeNow(t, r, "b0")
+		waitFor(t, 5*time.Second, "traffic after the removal", func() bool { return b.hits.Load() > a.hits.Load()+20 })
+		close(stop)
+		wg.Wait()
+		assertNoSeries(t, r, "b0")
+	})
 }
