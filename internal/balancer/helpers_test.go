@@ -173,8 +173,110 @@ type rig struct {
 	proxy *Proxy
 	reg   *prometheus.Registry
 	front *httptest.Server
+	fast  *fastListener // nil for the net/http front
 	logs  *syncBuffer
 	obs   *recordingObserver
+}
+
+// frontKind is how a rig's front server takes client connections.
+type frontKind string
+
+const (
+	frontStd  frontKind = "nethttp"  // net/http.Server with logging.Middleware around Proxy.ServeHTTP
+	frontFast frontKind = "fastpath" // FastPath first; what it hands off goes to the net/http front
+)
+
+// forEachFront runs test once per front kind, each as a subtest.
+func forEachFront(t *testing.T, test func(t *testing.T, front frontKind)) {
+	t.Helper()
+	for _, k := range []frontKind{frontStd, frontFast} {
+		t.Run(string(k), func(t *testing.T) { test(t, k) })
+	}
+}
+
+// closeClients closes every client connection of the front, as a client going away would.
+func (r *rig) closeClients() {
+	if r.fast != nil {
+		r.fast.closeClients()
+	}
+	r.front.CloseClientConnections()
+}
+
+// fastListener puts a FastPath in front of an httptest.Server: it accepts every connection
+// and serves it on the fast path; Accept returns only the connections the fast path hands off.
+type fastListener struct {
+	net.Listener
+	fp     *FastPath
+	handed chan net.Conn
+	done   chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+}
+
+func newFastListener(inner net.Listener, fp *FastPath) *fastListener {
+	l := &fastListener{Listener: inner, fp: fp, handed: make(chan net.Conn), done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	l.wg.Add(1)
+	go l.acceptLoop()
+	return l
+}
+
+func (l *fastListener) acceptLoop() {
+	defer l.wg.Done()
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		l.conns[c] = struct{}{}
+		l.mu.Unlock()
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			l.fp.ServeConn(c, func(rest net.Conn) {
+				select {
+				case l.handed <- rest:
+				case <-l.done:
+					_ = rest.Close()
+				}
+			})
+			l.mu.Lock()
+			delete(l.conns, c)
+			l.mu.Unlock()
+		}()
+	}
+}
+
+func (l *fastListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.handed:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *fastListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// closeClients closes the connections the fast path serves.
+func (l *fastListener) closeClients() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		_ = c.Close()
+	}
+}
+
+// shutdown closes the listener, cuts the fast path's connections and waits for its goroutines.
+func (l *fastListener) shutdown() {
+	_ = l.Close()
+	l.fp.Close()
+	l.wg.Wait()
 }
 
 // defaultConfig is a proxy config for tests: short timeouts, 2 retries.
@@ -188,8 +290,9 @@ func defaultConfig() ProxyConfig {
 	}
 }
 
-// newRig builds a pool with the given backend URLs (named b0, b1, ...), all healthy.
-func newRig(t testing.TB, cfg ProxyConfig, policy string, urls ...string) *rig {
+// newRig builds a pool with the given backend URLs (named b0, b1, ...), all healthy, behind
+// a front of the given kind.
+func newRig(t testing.TB, front frontKind, cfg ProxyConfig, policy string, urls ...string) *rig {
 	t.Helper()
 	r := &rig{reg: prometheus.NewRegistry(), logs: &syncBuffer{}, obs: &recordingObserver{}}
 	logger := slog.New(slog.NewJSONHandler(r.logs, nil))
@@ -210,7 +313,16 @@ func newRig(t testing.TB, cfg ProxyConfig, policy string, urls ...string) *rig {
 		t.Fatal(err)
 	}
 	r.proxy = NewProxy(pool, pol, cfg, r.obs, logger)
-	r.front = httptest.NewServer(logging.Middleware(logger, nil)(r.proxy))
+	r.front = httptest.NewUnstartedServer(logging.Middleware(logger, nil)(r.proxy))
+	if front == frontFast {
+		fp := NewFastPath(r.proxy, FastPathOptions{Log: logging.NewRequestLog(logger), Settings: func() FastSettings {
+			return FastSettings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+		}})
+		r.fast = newFastListener(r.front.Listener, fp)
+		r.front.Listener = r.fast
+		t.Cleanup(r.fast.shutdown)
+	}
+	r.front.Start()
 	t.Cleanup(r.front.Close)
 	return r
 }

@@ -1,0 +1,343 @@
+package balancer
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// echoBackend answers by path: most paths echo the request as the backend saw it (method,
+// target, Host, headers, body); others answer with one framing or another.
+func echoBackend(t *testing.T) *testBackend {
+	t.Helper()
+	return newBackend(t, "echo", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Seen-Request-Id", r.Header.Get("X-Request-Id"))
+		switch r.URL.Path {
+		case "/chunked":
+			w.Header().Set("Trailer", "X-Sum")
+			_, _ = io.WriteString(w, "part one,")
+			_ = http.NewResponseController(w).Flush()
+			_, _ = io.WriteString(w, "part two")
+			w.Header().Set("X-Sum", "42")
+			return
+		case "/close":
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			_, _ = brw.WriteString("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nX-Seen-Request-Id: " + r.Header.Get("X-Request-Id") + "\r\n\r\nuntil the end")
+			_ = brw.Flush()
+			_ = c.Close()
+			return
+		case "/nocontent":
+			w.WriteHeader(http.StatusNoContent)
+			return
+		case "/notmodified":
+			w.Header().Set("ETag", `"x"`)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		case "/hints":
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del("Link")
+			_, _ = io.WriteString(w, "after hints")
+			return
+		case "/named":
+			w.Header().Set("Connection", "X-Private")
+			w.Header().Set("X-Private", "hop")
+			w.Header().Set("X-Public", "end")
+			_, _ = io.WriteString(w, "named")
+			return
+		case "/error":
+			http.Error(w, "teapot", http.StatusTeapot)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Add("X-Multi", "a")
+		w.Header().Add("X-Multi", "b")
+		var keys []string
+		for k := range r.Header {
+			if k != "X-Request-Id" {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		fmt.Fprintf(w, "%s %s host=%s\n", r.Method, r.RequestURI, r.Host)
+		for _, k := range keys {
+			fmt.Fprintf(w, "%s: %q\n", k, r.Header[k])
+		}
+		fmt.Fprintf(w, "body=%q\n", body)
+	})
+}
+
+// rawExchange sends raw on a new connection to addr and reads one response (after any
+// interim 1xx responses, which it renders in front of the body it returns).
+func rawExchange(t *testing.T, addr, raw, method string) (*http.Response, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	interim := ""
+	for {
+		res, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("%q: read response: %v", raw, err)
+		}
+		if res.StatusCode >= 100 && res.StatusCode < 200 {
+			interim += "interim " + normalize(t, res, "")
+			continue
+		}
+		body, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatalf("%q: read body: %v", raw, err)
+		}
+		return res, interim + string(body)
+	}
+}
+
+// normalize renders what a client can see of a response, minus what differs by design
+// between two requests: the Date, and the value of a generated request id (its presence
+// stays, and the backend must have seen the same id).
+func normalize(t *testing.T, res *http.Response, body string) string {
+	t.Helper()
+	h := res.Header.Clone()
+	if got, seen := h.Get("X-Request-Id"), h.Get("X-Seen-Request-Id"); seen != "" && seen != got {
+		t.Errorf("response X-Request-Id %q, backend saw %q", got, seen)
+	}
+	if h.Get("X-Request-Id") != "" {
+		h.Set("X-Request-Id", "<id>")
+	}
+	h.Del("Date")
+	h.Del("X-Seen-Request-Id")
+	var keys []string
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %d close=%v length=%d te=%v\n", res.Proto, res.StatusCode, res.Close, res.ContentLength, res.TransferEncoding)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s: %q\n", k, h[k])
+	}
+	fmt.Fprintf(&b, "trailer=%v\n%s", res.Trailer, body)
+	return b.String()
+}
+
+// TestFastPathMatchesNetHTTP: every request, whether the fast path serves it or hands it
+// to net/http, reaches the backend and comes back to the client as it does through the
+// net/http front alone.
+func TestFastPathMatchesNetHTTP(t *testing.T) {
+	be := echoBackend(t)
+	std := newRig(t, frontStd, defaultConfig(), PolicyRoundRobin, be.URL)
+	fast := newRig(t, frontFast, defaultConfig(), PolicyRoundRobin, be.URL)
+	long := strings.Repeat("v", 5000)
+	cases := []struct{ name, method, raw string }{
+		{"get", "GET", "GET /a/b?x=1&y=%20 HTTP/1.1\r\nHost: public.example\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n"},
+		{"no user agent", "GET", "GET / HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{"escaped path", "GET", "GET /a%2Fb/%7Ec;v=1 HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{"head", "HEAD", "HEAD /x HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{"post", "POST", "POST /form HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world"},
+		{"put empty", "PUT", "PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"},
+		{"spoofing", "GET", "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX_Forwarded_For: 6.6.6.6\r\nx_real_ip: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: gopher\r\nTrue-Client-IP: 6.6.6.6\r\n\r\n"},
+		{"hop by hop", "GET", "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic x\r\n\r\n"},
+		{"client request id", "GET", "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: abc-123\r\n\r\n"},
+		{"bad request id", "GET", "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: no spaces please\r\n\r\n"},
+		{"connection close", "GET", "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"},
+		{"repeated fields", "GET", "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-A: 2\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n"},
+		{"odd values", "GET", "GET / HTTP/1.1\r\nHost: h\r\nX-Tab: a\tb\r\nX-Utf8: caf\xc3\xa9\r\nX-Space:   padded   \r\n\r\n"},
+		{"chunked response with trailer", "GET", "GET /chunked HTTP/1.1\r\nHost: h\r\nTE: trailers\r\n\r\n"},
+		{"response until close", "GET", "GET /close HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{"204", "GET", "GET /nocontent HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{"304", "GET", "GET /notmodified HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{"103 early hints", "GET", "GET /hints HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{"connection-named field", "GET", "GET /named HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{"backend error", "GET", "GET /error HTTP/1.1\r\nHost: h\r\n\r\n"},
+		// Left to net/http by the fast path.
+		{"http/1.0", "GET", "GET / HTTP/1.0\r\nHost: h\r\n\r\n"},
+		{"chunked request", "POST", "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
+		{"expect", "POST", "POST /up HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello"},
+		{"long head", "GET", "GET / HTTP/1.1\r\nHost: h\r\nX-Long: " + long + "\r\n\r\n"},
+		{"absolute form", "GET", "GET http://h/abs HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{"semicolon query", "GET", "GET /q?a=1;b=2 HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{"connection upgrade token", "GET", "GET / HTTP/1.1\r\nHost: h\r\nConnection: X-Hop\r\nX-Hop: 1\r\n\r\n"},
+		{"no host", "GET", "GET / HTTP/1.1\r\n\r\n"},
+		{"two hosts", "GET", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"},
+		{"bad header name", "GET", "GET / HTTP/1.1\r\nHost: h\r\nBad Name: x\r\n\r\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sres, sbody := rawExchange(t, std.front.Listener.Addr().String(), tc.raw, tc.method)
+			fres, fbody := rawExchange(t, fast.front.Listener.Addr().String(), tc.raw, tc.method)
+			want, got := normalize(t, sres, sbody), normalize(t, fres, fbody)
+			if got != want {
+				t.Errorf("through the fast path:\n%s\nthrough net/http:\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestFastPathKeepAliveAndPipelining: requests on one connection, one after the other and
+// several in one write, come back in order; a handoff in the middle keeps the connection.
+func TestFastPathKeepAliveAndPipelining(t *testing.T) {
+	be := echoBackend(t)
+	r := newRig(t, frontFast, defaultConfig(), PolicyRoundRobin, be.URL)
+	c, err := net.Dial("tcp", r.front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	read := func(want string) {
+		t.Helper()
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("got %d %q, want a body with %q", res.StatusCode, body, want)
+		}
+	}
+	for i := range 3 {
+		fmt.Fprintf(c, "GET /seq/%d HTTP/1.1\r\nHost: h\r\n\r\n", i)
+		read(fmt.Sprintf("GET /seq/%d ", i))
+	}
+	var batch strings.Builder
+	for i := range 5 {
+		fmt.Fprintf(&batch, "GET /pipe/%d HTTP/1.1\r\nHost: h\r\n\r\n", i)
+	}
+	batch.WriteString("POST /pipe/body HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc")
+	_, _ = io.WriteString(c, batch.String())
+	for i := range 5 {
+		read(fmt.Sprintf("GET /pipe/%d ", i))
+	}
+	read(`body="abc"`)
+	// A request net/http takes (chunked body); then the connection goes on there.
+	_, _ = io.WriteString(c, "POST /handed HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\nGET /after HTTP/1.1\r\nHost: h\r\n\r\n")
+	read(`body="xyz"`)
+	read("GET /after ")
+	if lines := r.lines(t, 11); len(lines) != 11 {
+		t.Errorf("%d request lines, want 11", len(lines))
+	}
+}
+
+// TestFastPathBadResponses: a backend answer the fast path cannot pass on safely is a failed
+// attempt (502, or a retry for a GET), never a response relayed half-parsed.
+func TestFastPathBadResponses(t *testing.T) {
+	answers := map[string]string{
+		"/obsfold":   "HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 2\r\n\r\nok",
+		"/twolength": "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+		"/gzipte":    "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok",
+		"/status":    "HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok",
+		"/switch":    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n",
+		"/badname":   "HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 2\r\n\r\nok",
+	}
+	bad := newBackend(t, "bad", func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = brw.WriteString(answers[r.URL.Path])
+		_ = brw.Flush()
+	})
+	for path := range answers {
+		t.Run(path, func(t *testing.T) {
+			good := newBackend(t, "good", nil)
+			cfg := defaultConfig()
+			r := newRig(t, frontFast, cfg, PolicyRoundRobin, bad.URL, good.URL)
+			r.proxy.SetPolicy(&RoundRobin{}) // the bad backend first
+			code, body := r.do(t, http.MethodGet, path, nil)
+			if code != 200 || body != "good" {
+				t.Errorf("GET: got %d %q, want the retry's 200 from the good backend", code, body)
+			}
+			cfg.MaxRetries = 0
+			r.proxy.SetConfig(cfg)
+			r.proxy.SetPolicy(&RoundRobin{})
+			if code, body := r.do(t, http.MethodGet, path, nil); code != http.StatusBadGateway {
+				t.Errorf("no retries: got %d %q, want 502", code, body)
+			}
+		})
+	}
+}
+
+// TestFastPathShutdown: Shutdown closes idle connections at once and lets a busy one finish
+// its response, marked Connection: close.
+func TestFastPathShutdown(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			<-release
+		}
+		_, _ = io.WriteString(w, "done")
+	})
+	r := newRig(t, frontFast, defaultConfig(), PolicyRoundRobin, be.URL)
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open) // before the backend's Close, which waits for its handlers
+	addr := r.front.Listener.Addr().String()
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	_, _ = io.WriteString(idle, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	ibr := bufio.NewReader(idle)
+	if res, err := http.ReadResponse(ibr, nil); err != nil {
+		t.Fatal(err)
+	} else {
+		_, _ = io.Copy(io.Discard, res.Body)
+	}
+	busy, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_, _ = io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+	<-arrived
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- r.fast.fp.Shutdown(ctx)
+	}()
+	_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := ibr.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection: read %v, want EOF (closed by Shutdown)", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v with a request in flight", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	open()
+	res, err := http.ReadResponse(bufio.NewReader(busy), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	if string(body) != "done" || !res.Close {
+		t.Errorf("busy connection: got %q close=%v, want \"done\" with Connection: close", body, res.Close)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
