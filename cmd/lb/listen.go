@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"outrigger/internal/balancer"
 )
 
 // A frontend owns one listening socket. Its accept loop hands every
@@ -22,7 +24,9 @@ type frontend struct {
 	limiter *connLimiter // nil: unlimited
 	tlsConf *tls.Config  // nil: plain
 	// hygiene wraps HTTP/1 connections in a hygieneConn (public listeners).
-	hygiene  bool
+	hygiene bool
+	// fast, if set, serves HTTP/1 connections first; what it leaves goes to net/http.
+	fast     *balancer.FastPath
 	maxHead  func() int
 	logger   *slog.Logger
 	handler  http.Handler
@@ -146,13 +150,17 @@ func (f *frontend) acceptLoop() {
 			return
 		}
 		delay = 0
-		if f.tlsConf == nil {
+		if f.tlsConf == nil && f.fast == nil {
 			f.deliver(f.wrapHTTP1(c, nil))
 			continue
 		}
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
+			if f.tlsConf == nil {
+				f.serveHTTP1(c, nil)
+				return
+			}
 			f.handshake(c)
 		}()
 	}
@@ -177,8 +185,18 @@ func (f *frontend) handshake(c net.Conn) {
 	case "acme-tls/1":
 		tc.Close() // the handshake itself answered the challenge
 	default:
-		f.deliver(f.wrapHTTP1(tc, &cs))
+		f.serveHTTP1(tc, &cs)
 	}
+}
+
+// serveHTTP1 serves an HTTP/1 connection: on the fast path if there is one (in this
+// goroutine), else, or for what the fast path leaves, on net/http.
+func (f *frontend) serveHTTP1(c net.Conn, cs *tls.ConnectionState) {
+	if f.fast == nil {
+		f.deliver(f.wrapHTTP1(c, cs))
+		return
+	}
+	f.fast.ServeConn(c, func(rest net.Conn) { f.deliver(f.wrapHTTP1(rest, cs)) })
 }
 
 func (f *frontend) wrapHTTP1(c net.Conn, cs *tls.ConnectionState) net.Conn {
@@ -223,7 +241,7 @@ func (f *frontend) shutdown(ctx context.Context) error {
 		f.limiter.close()
 	}
 	var wg sync.WaitGroup
-	errs := make([]error, len(all))
+	errs := make([]error, len(all)+1)
 	for i, s := range all {
 		wg.Add(1)
 		go func() {
@@ -231,6 +249,16 @@ func (f *frontend) shutdown(ctx context.Context) error {
 			if err := s.srv.Shutdown(ctx); err != nil {
 				errs[i] = err
 				s.srv.Close()
+			}
+		}()
+	}
+	if f.fast != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f.fast.Shutdown(ctx); err != nil {
+				errs[len(all)] = err
+				f.fast.Close()
 			}
 		}()
 	}

@@ -44,9 +44,10 @@ type serveHooks struct {
 // lbServer is the running `lb serve`: the composition root of the balancer,
 // health checks, admin API, certificates and listeners.
 type lbServer struct {
-	cfgPath string
-	logger  *slog.Logger
-	hooks   serveHooks
+	cfgPath  string
+	logger   *slog.Logger
+	hooks    serveHooks
+	fastPath bool // HTTP/1 on balancer.FastPath (LB_FAST_PATH=off: all on net/http)
 
 	reloadMu sync.Mutex // serialises reloads
 	cfg      atomic.Pointer[lbconfig.Config]
@@ -96,6 +97,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return &usageError{err: fmt.Errorf("logger: %w", err)}
 	}
+	fast := getenv("LB_FAST_PATH")
+	if fast != "" && fast != "on" && fast != "off" {
+		return usagef("LB_FAST_PATH=%q: want on or off", fast)
+	}
 	cfg, err := loadConfig(*path)
 	if err != nil {
 		return err
@@ -104,7 +109,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return &usageError{err: fmt.Errorf("admin.token_file: %w", err)}
 	}
-	s := &lbServer{cfgPath: *path, logger: logger, hooks: hooks, state: &stateFile{path: cfg.StateFile}}
+	s := &lbServer{cfgPath: *path, logger: logger, hooks: hooks, state: &stateFile{path: cfg.StateFile}, fastPath: fast != "off"}
 	s.cfg.Store(cfg)
 	s.token.Store(&token)
 	if err := s.build(ctx, cfg); err != nil {
@@ -221,6 +226,20 @@ func healthConfig(cfg *lbconfig.Config) health.Config {
 func (s *lbServer) settings() serverSettings {
 	l := s.cfg.Load().Limits
 	return serverSettings{maxHeaderBytes: l.MaxHeaderBytes, readHeaderTimeout: l.ReadHeaderTimeout, idleTimeout: l.IdleTimeout}
+}
+
+// fastSettings are the current client-side limits of the fast path.
+func (s *lbServer) fastSettings() balancer.FastSettings {
+	cfg := s.cfg.Load()
+	set := balancer.FastSettings{
+		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
+		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
+		IdleTimeout:       cfg.Limits.IdleTimeout,
+	}
+	if cfg.TLS != nil {
+		set.HSTS = cfg.TLS.HSTS
+	}
+	return set
 }
 
 // publicHandler is the handler of the public listener: access log with the
@@ -351,6 +370,13 @@ func (s *lbServer) listen(cfg *lbconfig.Config) error {
 	if s.certs != nil {
 		main.name = "https"
 		main.tlsConf = s.certs.TLSConfig()
+	}
+	if s.fastPath {
+		main.fast = balancer.NewFastPath(s.proxy, balancer.FastPathOptions{
+			TLS:      s.certs != nil,
+			Settings: s.fastSettings,
+			Log:      logging.NewRequestLog(s.logger),
+		})
 	}
 	s.public = append(s.public, main)
 	if cfg.HTTPListen != "" && s.certs != nil {
