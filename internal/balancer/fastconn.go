@@ -12,8 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"outrigger/internal/balancer/h1"
 	"outrigger/internal/clientip"
-	"outrigger/internal/h1"
 	"outrigger/internal/logging"
 )
 

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"outrigger/internal/h1"
+	"outrigger/internal/balancer/h1"
 )
 
 // respHead is what the fast path learned from a backend's response head.
