@@ -2,6 +2,8 @@ package hotpath
 
 import (
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -31,6 +33,17 @@ func backend() *httptest.Server {
 // resolver) around balancer.Proxy over a round-robin pool of the given backends.
 func lbHandler(tb testing.TB, backends []string, withLog bool) http.Handler {
 	tb.Helper()
+	proxy, logger, resolver := lbProxy(tb, backends)
+	if !withLog {
+		return proxy
+	}
+	return logging.Middleware(logger, resolver.ClientIP)(proxy)
+}
+
+// lbProxy builds balancer.Proxy over a round-robin pool of the given backends, with the JSON
+// logger (to io.Discard) and client address resolver cmd/lb gives it.
+func lbProxy(tb testing.TB, backends []string) (*balancer.Proxy, *slog.Logger, *clientip.Resolver) {
+	tb.Helper()
 	pool, err := balancer.NewPool(balancer.PoolOptions{})
 	if err != nil {
 		tb.Fatal(err)
@@ -58,10 +71,37 @@ func lbHandler(tb testing.TB, backends []string, withLog bool) http.Handler {
 		DialTimeout: 2 * time.Second, PerTryTimeout: 5 * time.Second, MaxRetries: 2,
 		RetryBudget: 0.2, RetryBodyBytes: 64 << 10, TrustedProxies: resolver,
 	}, nil, logger)
-	if !withLog {
-		return proxy
+	return proxy, logger, resolver
+}
+
+// fastFront serves the Proxy on loopback through balancer.FastPath, as cmd/lb does for plain
+// HTTP/1 connections, and returns its base URL. The benchmark's requests never need the
+// net/http handoff: one fails the benchmark.
+func fastFront(b *testing.B, backends []string, withLog bool) string {
+	proxy, logger, _ := lbProxy(b, backends)
+	opts := balancer.FastPathOptions{}
+	if withLog {
+		opts.Log = logging.NewRequestLog(logger)
 	}
-	return logging.Middleware(logger, resolver.ClientIP)(proxy)
+	fp := balancer.NewFastPath(proxy, opts)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close(); fp.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go fp.ServeConn(c, func(c net.Conn) {
+				b.Error("fast path handed a benchmark request to net/http")
+				c.Close()
+			})
+		}
+	}()
+	return "http://" + ln.Addr().String()
 }
 
 // bufferPool is an httputil.BufferPool of 32 KiB buffers.
@@ -155,6 +195,12 @@ func BenchmarkRequest(b *testing.B) {
 	})
 	b.Run("lb-nolog", func(b *testing.B) {
 		drive(b, front(b, lbHandler(b, startBackends(b), false)))
+	})
+	b.Run("lb-fast", func(b *testing.B) {
+		drive(b, fastFront(b, startBackends(b), true))
+	})
+	b.Run("lb-fast-nolog", func(b *testing.B) {
+		drive(b, fastFront(b, startBackends(b), false))
 	})
 	b.Run("reverseproxy-flush-1", func(b *testing.B) {
 		drive(b, front(b, bareProxy(b, startBackends(b), -1, nil)))
