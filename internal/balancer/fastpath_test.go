@@ -341,3 +341,69 @@ func TestFastPathShutdown(t *testing.T) {
 		t.Errorf("Shutdown: %v", err)
 	}
 }
+
+// TestFastPathTimeouts: an idle kept-alive connection is closed after idle_timeout, and a
+// request head that does not arrive within read_header_timeout (first or later request)
+// closes the connection without an answer; new settings apply from the next request.
+func TestFastPathTimeouts(t *testing.T) {
+	be := newBackend(t, "a", nil)
+	r := newRig(t, frontFast, defaultConfig(), PolicyRoundRobin, be.URL)
+	r.fastSet.Store(&FastSettings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+	addr := r.front.Listener.Addr().String()
+	// closedWithin sends the first request if asked, then partial, and wants the server to
+	// close within limit without another answer.
+	closedWithin := func(name string, first bool, partial string, limit time.Duration) {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		if first {
+			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+		}
+		start := time.Now()
+		_, _ = io.WriteString(c, partial)
+		rest, err := io.ReadAll(br)
+		if d := time.Since(start); err != nil || len(rest) > 0 || d > limit {
+			t.Errorf("%s: read %q, %v after %v; want EOF, nothing, within %v", name, rest, err, d, limit)
+		}
+	}
+	closedWithin("idle after a response", true, "", 2*time.Second)
+	closedWithin("slow first head", false, "GET / HTTP/1.1\r\nHost: h\r\n", 2*time.Second)
+	closedWithin("slow second head", true, "GET / HTTP/1.1\r\nHost: h\r\n", 2*time.Second)
+
+	// Longer limits apply to the next request of a live connection.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	if res, err := http.ReadResponse(br, nil); err != nil {
+		t.Fatal(err)
+	} else {
+		_, _ = io.Copy(io.Discard, res.Body)
+	}
+	r.fastSet.Store(&FastSettings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute})
+	time.Sleep(100 * time.Millisecond) // this wait is still under the old idle timeout
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	if res, err := http.ReadResponse(br, nil); err != nil {
+		t.Fatal(err)
+	} else {
+		_, _ = io.Copy(io.Discard, res.Body)
+	}
+	time.Sleep(600 * time.Millisecond) // past the old idle timeout, under the new one
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	if _, err := http.ReadResponse(br, nil); err != nil {
+		t.Errorf("after the settings changed: %v, want the connection kept for the new idle_timeout", err)
+	}
+}

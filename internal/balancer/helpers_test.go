@@ -174,8 +174,10 @@ type rig struct {
 	reg   *prometheus.Registry
 	front *httptest.Server
 	fast  *fastListener // nil for the net/http front
-	logs  *syncBuffer
-	obs   *recordingObserver
+	// fastSet is what the fast path's Settings returns (tests may change it).
+	fastSet atomic.Pointer[FastSettings]
+	logs    *syncBuffer
+	obs     *recordingObserver
 }
 
 // frontKind is how a rig's front server takes client connections.
@@ -315,8 +317,9 @@ func newRig(t testing.TB, front frontKind, cfg ProxyConfig, policy string, urls 
 	r.proxy = NewProxy(pool, pol, cfg, r.obs, logger)
 	r.front = httptest.NewUnstartedServer(logging.Middleware(logger, nil)(r.proxy))
 	if front == frontFast {
+		r.fastSet.Store(&FastSettings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute})
 		fp := NewFastPath(r.proxy, FastPathOptions{Log: logging.NewRequestLog(logger), Settings: func() FastSettings {
-			return FastSettings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+			return *r.fastSet.Load()
 		}})
 		r.fast = newFastListener(r.front.Listener, fp)
 		r.front.Listener = r.fast
