@@ -407,3 +407,67 @@ func TestFastPathTimeouts(t *testing.T) {
 		t.Errorf("after the settings changed: %v, want the connection kept for the new idle_timeout", err)
 	}
 }
+
+// TestFastPathLargeBodies: bodies larger than every buffer on the way arrive whole and
+// unchanged, whatever the backend's framing (Content-Length, chunked, until close), and the
+// connection carries the next request after each.
+func TestFastPathLargeBodies(t *testing.T) {
+	big := make([]byte, 3<<20+17)
+	for i := range big {
+		big[i] = byte(i*7 + i>>11)
+	}
+	be := newBackend(t, "big", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/length":
+			w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+			_, _ = w.Write(big)
+		case "/chunked":
+			for p := big; len(p) > 0; {
+				n := min(len(p), 50_000)
+				_, _ = w.Write(p[:n])
+				_ = http.NewResponseController(w).Flush()
+				p = p[n:]
+			}
+		case "/close":
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			_, _ = brw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n")
+			_, _ = brw.Write(big)
+			_ = brw.Flush()
+			_ = c.Close()
+		case "/echo": // a request body under retry_body_bytes, sent back
+			body, _ := io.ReadAll(r.Body) // all of it before the answer, as HTTP/1 handlers must
+			_, _ = w.Write(body)
+		}
+	})
+	r := newRig(t, frontFast, defaultConfig(), PolicyRoundRobin, be.URL)
+	c, err := net.Dial("tcp", r.front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	upload := big[:defaultConfig().RetryBodyBytes]
+	for _, path := range []string{"/length", "/chunked", "/close", "/echo", "/length"} {
+		if path == "/echo" {
+			fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s", len(upload), upload)
+		} else {
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", path)
+		}
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		got, err := io.ReadAll(res.Body)
+		want := big
+		if path == "/echo" {
+			want = upload
+		}
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("%s: %d bytes (%v), want %d bytes equal to what the backend sent", path, len(got), err, len(want))
+		}
+	}
+}
