@@ -82,7 +82,8 @@ type lbConfig struct {
 	health    string // health_check keys (default: fast checks, rise 1, fall 1)
 	drain     string // drain_timeout (default 5s)
 	listen    string
-	adminPart string // extra admin keys
+	adminPart string            // extra admin keys
+	env       map[string]string // lb's environment besides LOG_FORMAT=json
 }
 
 func (c lbConfig) render() string {
@@ -138,16 +139,17 @@ func startLB(t *testing.T, c lbConfig) *runningLB {
 		writeFile(t, c.dir, "token", testToken+"\n")
 	}
 	cfgPath := writeFile(t, c.dir, "lb.yaml", c.render())
-	return startLBFile(t, cfgPath)
+	return startLBWith(t, cfgPath, true, c.env)
 }
 
 func startLBFile(t *testing.T, cfgPath string) *runningLB {
 	t.Helper()
-	return startLBWith(t, cfgPath, true)
+	return startLBWith(t, cfgPath, true, nil)
 }
 
-// startLBWith runs serve; with hookReload false, reloads come from real SIGHUPs.
-func startLBWith(t *testing.T, cfgPath string, hookReload bool) *runningLB {
+// startLBWith runs serve with env added to LOG_FORMAT=json; with hookReload false, reloads
+// come from real SIGHUPs.
+func startLBWith(t *testing.T, cfgPath string, hookReload bool, env map[string]string) *runningLB {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &runningLB{t: t, cfgPath: cfgPath, addrs: map[string]string{}, out: &lbtest.SyncBuffer{}, cancel: cancel,
@@ -163,14 +165,14 @@ func startLBWith(t *testing.T, cfgPath string, hookReload bool) *runningLB {
 	if hookReload {
 		hooks.reload = l.reload
 	}
-	env := func(k string) string {
+	getenv := func(k string) string {
 		if k == "LOG_FORMAT" {
 			return "json"
 		}
-		return ""
+		return env[k]
 	}
 	go func() {
-		l.done <- runWith(ctx, []string{"lb", "serve", "-config", cfgPath}, env, l.out, l.out, hooks)
+		l.done <- runWith(ctx, []string{"lb", "serve", "-config", cfgPath}, getenv, l.out, l.out, hooks)
 	}()
 	t.Cleanup(func() {
 		l.stop()

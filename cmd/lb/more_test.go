@@ -167,7 +167,7 @@ func TestServeSIGHUP(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "token", testToken)
 	cfgPath := writeFile(t, dir, "lb.yaml", lbConfig{dir: dir, backends: []*testBackend{b1}}.render())
-	l := startLBWith(t, cfgPath, false)
+	l := startLBWith(t, cfgPath, false, nil)
 	if err := os.WriteFile(cfgPath, []byte(lbConfig{dir: dir, backends: []*testBackend{b1, b2}}.render()), 0o600); err != nil {
 		t.Fatal(err)
 	}

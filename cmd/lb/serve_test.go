@@ -6,11 +6,28 @@ import (
 	"testing"
 )
 
+// TestServeProxiesAndSetsForwardedFor runs with the fast path (the default) and with
+// LB_FAST_PATH=off, where net/http serves every request.
 func TestServeProxiesAndSetsForwardedFor(t *testing.T) {
-	b1 := newBackend(t, "app-1", nil)
-	b2 := newBackend(t, "app-2", nil)
-	l := startLB(t, lbConfig{backends: []*testBackend{b1, b2}})
-	l.waitHealthy("app-1", "app-2")
+	for _, fast := range []string{"", "off"} {
+		t.Run("LB_FAST_PATH="+fast, func(t *testing.T) {
+			b1 := newBackend(t, "app-1", nil)
+			b2 := newBackend(t, "app-2", nil)
+			l := startLB(t, lbConfig{backends: []*testBackend{b1, b2}, env: map[string]string{"LB_FAST_PATH": fast}})
+			l.waitHealthy("app-1", "app-2")
+			if on := l.srv.public[0].fast != nil; on != (fast == "") {
+				t.Fatalf("fast path on: %v with LB_FAST_PATH=%q", on, fast)
+			}
+			proxiesAndSetsForwardedFor(t, l)
+		})
+	}
+	_, errOut, code := runCLI(t, map[string]string{"LB_FAST_PATH": "maybe"}, "serve", "-config", "/nonexistent.yaml")
+	if code != 2 || !strings.Contains(errOut, "LB_FAST_PATH") {
+		t.Errorf("LB_FAST_PATH=maybe: exit %d %q, want 2 naming LB_FAST_PATH", code, errOut)
+	}
+}
+
+func proxiesAndSetsForwardedFor(t *testing.T, l *runningLB) {
 
 	seen := map[string]int{}
 	for range 10 {
