@@ -330,6 +330,14 @@ func newRig(t testing.TB, front frontKind, cfg ProxyConfig, policy string, urls 
 	return r
 }
 
+// getAndDiscard sends a GET through the front and drops the answer: a request to hold a
+// backend busy from a goroutine of its own (it may not call t.Fatal).
+func (r *rig) getAndDiscard(path string) {
+	if res, err := r.front.Client().Get(r.front.URL + path); err == nil {
+		res.Body.Close()
+	}
+}
+
 // get sends a GET through the front and returns status and body.
 func (r *rig) do(t testing.TB, method, path string, body io.Reader) (int, string) {
 	t.Helper()

@@ -276,12 +276,7 @@ func TestRemoveGivesUpAtDeadline(t *testing.T) {
 		})
 		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, be.URL)
 		release.openAtEnd(t)
-		go func() {
-			req, _ := http.NewRequest(http.MethodGet, r.front.URL, nil)
-			if res, err := r.front.Client().Do(req); err == nil {
-				res.Body.Close()
-			}
-		}()
+		go r.getAndDiscard("/")
 		<-arrived
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()

@@ -236,12 +236,7 @@ func TestMaxInFlightPerBackend(t *testing.T) {
 		cfg.MaxInFlightPerBackend = 1
 		r := newRig(t, front, cfg, PolicyRoundRobin, be.URL)
 		release.openAtEnd(t)
-		go func() {
-			req, _ := http.NewRequest(http.MethodGet, r.front.URL, nil)
-			if res, err := r.front.Client().Do(req); err == nil {
-				res.Body.Close()
-			}
-		}()
+		go r.getAndDiscard("/")
 		<-arrived
 		code, body := r.do(t, http.MethodGet, "/", nil)
 		if code != http.StatusServiceUnavailable || !strings.Contains(body, "busy") {
