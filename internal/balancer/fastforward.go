@@ -101,13 +101,17 @@ func (fc *fastConn) dispatch(cfg *ProxyConfig) bool {
 	}
 	p.countRequest(last, code, fc.begin)
 	fc.log(code, last, attempts, res.broken && !res.gone)
-	switch {
-	case res.gone, res.broken:
+	// The end of the answer goes out last, as net/http's final flush after the handler: a
+	// client that has it sees the request counted, logged and its backend connection back in
+	// the idle pool (or closed).
+	if res.gone {
+		fc.out = fc.out[:0]
 		return false
-	case !res.started:
-		return !fc.isGone()
 	}
-	return true
+	if !fc.flush() || res.broken {
+		return false
+	}
+	return res.started || !fc.isGone()
 }
 
 // attempt sends the request to b once (and once more on a fresh connection when a reused one
@@ -426,10 +430,10 @@ func (fc *fastConn) readLine(br *bufio.Reader, budget *int) ([]byte, error) {
 // errClientGone ends a body copy whose client went away.
 var errClientGone = errors.New("client gone")
 
-// relayBody writes the response head gathered in fc.out and copies the body to the client.
-// keep reports whether the backend connection may be reused. Pending bytes are written to the
-// client whenever the next backend read would wait, so streams stay live and a small response
-// leaves in one write.
+// relayBody copies the body after the response head gathered in fc.out to the client. keep
+// reports whether the backend connection may be reused. Pending bytes are written to the
+// client whenever the next backend read would wait, so streams stay live; the last of them
+// stay in fc.out for dispatch, so a small response leaves in one write.
 func (fc *fastConn) relayBody(sc *syncConn) (keep bool, err error) {
 	r := &fc.resp
 	switch {
@@ -448,10 +452,7 @@ func (fc *fastConn) relayBody(sc *syncConn) (keep bool, err error) {
 		}
 		return false, err
 	}
-	if !fc.flush() {
-		return false, errClientGone
-	}
-	return !r.closeConn, nil
+	return !r.closeConn, nil // the tail of the answer is still in fc.out, for dispatch to write
 }
 
 // copyN copies n body bytes from br to the client.
@@ -613,6 +614,5 @@ func (fc *fastConn) writeError(code int, msg string) {
 		o = append(o, "\"}\n"...)
 		fc.bytes = int64(body)
 	}
-	fc.out = o
-	fc.flush()
+	fc.out = o // written by dispatch
 }
