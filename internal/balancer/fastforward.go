@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 
 	"outrigger/internal/balancer/h1"
@@ -39,9 +38,6 @@ type attemptResult struct {
 	code    int   // status of a started response
 	err     error // why the attempt failed before a response, when !started && !gone
 }
-
-// copyBuffers recycle the buffers large bodies are copied through.
-var copyBuffers = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 
 // dispatch proxies the prepared request with the Proxy's rules (see ServeHTTP) and writes the
 // answer, and reports whether the client connection may carry another request.
@@ -479,17 +475,17 @@ func (fc *fastConn) copyN(br *bufio.Reader, n int64) error {
 			}
 			continue
 		}
-		buf := copyBuffers.Get().(*[32 << 10]byte)
+		buf := fc.f.copyBuf()
 		m, err := br.Read(buf[:min(n, int64(len(buf)))])
 		if m > 0 {
 			n -= int64(m)
 			fc.bytes += int64(m)
 			if !fc.write(buf[:m]) {
-				copyBuffers.Put(buf)
+				fc.f.copyBufs.Put(buf)
 				return errClientGone
 			}
 		}
-		copyBuffers.Put(buf)
+		fc.f.copyBufs.Put(buf)
 		if err != nil && n > 0 {
 			return bodyErr(err)
 		}
@@ -562,8 +558,8 @@ func (fc *fastConn) copyChunked(br *bufio.Reader) error {
 
 // copyUntilEOF copies a body that ends when the backend closes, chunked for the client.
 func (fc *fastConn) copyUntilEOF(br *bufio.Reader) error {
-	buf := copyBuffers.Get().(*[32 << 10]byte)
-	defer copyBuffers.Put(buf)
+	buf := fc.f.copyBuf()
+	defer fc.f.copyBufs.Put(buf)
 	for {
 		if br.Buffered() == 0 && !fc.flush() {
 			return errClientGone

@@ -49,11 +49,12 @@ type FastPathOptions struct {
 // handed, with every byte read so far, to net/http through ServeConn's handoff, which
 // serves it (and the rest of the connection) with the Proxy's ServeHTTP.
 type FastPath struct {
-	p     *Proxy
-	opts  FastPathOptions
-	ids   *logging.RequestIDs
-	dates h1.DateCache
-	conns sync.Pool // *fastConn with their buffers, between connections
+	p        *Proxy
+	opts     FastPathOptions
+	ids      *logging.RequestIDs
+	dates    h1.DateCache
+	conns    sync.Pool // *fastConn with their buffers, between connections
+	copyBufs sync.Pool // *[32 << 10]byte that large bodies are copied through
 
 	mu      sync.Mutex // guards live
 	live    map[*fastConn]struct{}
@@ -123,6 +124,14 @@ func (f *FastPath) Close() {
 	for fc := range f.live {
 		fc.cut()
 	}
+}
+
+// copyBuf returns a buffer for copying a large body; give it back to f.copyBufs.
+func (f *FastPath) copyBuf() *[32 << 10]byte {
+	if b, ok := f.copyBufs.Get().(*[32 << 10]byte); ok {
+		return b
+	}
+	return new([32 << 10]byte)
 }
 
 // track registers a new connection; false once the FastPath is closing.
