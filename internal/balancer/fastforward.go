@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"time"
 
@@ -68,17 +67,10 @@ func (fc *fastConn) dispatch(cfg *ProxyConfig) bool {
 		if res.started || res.gone {
 			break
 		}
-		reason = classify(res.err)
-		b.failures.Add(1)
-		p.observeFailure(b)
-		if !retryable(reason, fc.method, true) || attempts >= 1+cfg.MaxRetries {
+		var retry bool
+		if reason, retry = p.afterFailure(b, res.err, fc.method, true, attempts, cfg); !retry {
 			break
 		}
-		if reason != reasonDial && !p.budget.allow(cfg.RetryBudget) {
-			p.pool.m.budgetExhausted.Inc()
-			break
-		}
-		p.pool.m.retries.WithLabelValues(reason).Inc()
 	}
 
 	var code int
@@ -141,17 +133,14 @@ func (fc *fastConn) attempt(b *Backend) (res attemptResult) {
 		if err == nil {
 			break
 		}
-		nothingWritten := sc.nwrite == written
-		noResponseByte := sc.nread == read && sc.br.Buffered() == 0
+		fe := sc.failure(err, written, read)
 		fc.unuse()
 		_ = sc.c.Close()
 		if fc.isGone() {
 			res.gone = true
 			return res
 		}
-		var ne net.Error
-		timeout := errors.As(err, &ne) && ne.Timeout()
-		if try == 0 && reused && (nothingWritten || (fc.replayableByNetHTTP() && noResponseByte && !timeout)) {
+		if try == 0 && reused && fe.retryOnNewConn(replayableMethod(fc.method, fc.idemKey)) {
 			fc.out = fc.out[:mark] // the backend had closed this idle connection: once more
 			continue
 		}
@@ -175,16 +164,6 @@ func (fc *fastConn) attempt(b *Backend) (res attemptResult) {
 	fc.unuse()
 	sc.finish(keep && err == nil)
 	return res
-}
-
-// replayableByNetHTTP is net/http's rule for sending a request again on a new connection
-// after a reused one failed with no response byte (the body is always buffered here).
-func (fc *fastConn) replayableByNetHTTP() bool {
-	switch fc.method {
-	case "GET", "HEAD", "OPTIONS", "TRACE":
-		return true
-	}
-	return fc.idemKey
 }
 
 // finish ends the fast path's use of sc: back to the idle pool if keep and it was not
@@ -374,13 +353,7 @@ func (fc *fastConn) readResponseHead(br *bufio.Reader) error {
 func (fc *fastConn) dropConnectionNamed() {
 	w := -1 // write position once something was removed
 	for _, k := range fc.kept {
-		name := fc.out[k.start:k.nameEnd]
-		named := false
-		for v := fc.resp.connValues; len(v) > 0 && !named; {
-			var tok []byte
-			tok, v = h1.NextToken(v)
-			named = len(tok) > 0 && bytes.EqualFold(tok, name)
-		}
+		named := h1.HasToken(fc.resp.connValues, string(fc.out[k.start:k.nameEnd]))
 		switch {
 		case named && w < 0:
 			w = k.start

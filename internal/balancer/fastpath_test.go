@@ -394,7 +394,6 @@ func TestFastPathTimeouts(t *testing.T) {
 		_, _ = io.Copy(io.Discard, res.Body)
 	}
 	r.fastSet.Store(&FastSettings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute})
-	time.Sleep(100 * time.Millisecond) // this wait is still under the old idle timeout
 	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	if res, err := http.ReadResponse(br, nil); err != nil {
 		t.Fatal(err)

@@ -216,17 +216,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if ctx.Err() != nil {
 			break // the client went away; nothing to blame the backend for
 		}
-		reason = classify(st.err)
-		b.failures.Add(1)
-		p.observeFailure(b)
-		if !retryable(reason, r.Method, st.replayable()) || attempts >= 1+cfg.MaxRetries {
+		var retry bool
+		if reason, retry = p.afterFailure(b, st.err, r.Method, st.replayable(), attempts, cfg); !retry {
 			break
 		}
-		if reason != reasonDial && !p.budget.allow(cfg.RetryBudget) {
-			p.pool.m.budgetExhausted.Inc()
-			break
-		}
-		p.pool.m.retries.WithLabelValues(reason).Inc()
 	}
 
 	code := 0
@@ -253,6 +246,25 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		logging.Annotate(ctx, slog.Bool("broken", true))
 		abortResponse(w)
 	}
+}
+
+// afterFailure records a failed attempt on b (passive health, observer) and decides whether
+// the request goes on to another backend: a retryable failure for its method, within
+// max_retries, and within the retry budget unless it never reached a backend (dial error).
+// It returns the failure's reason.
+func (p *Proxy) afterFailure(b *Backend, err error, method string, replayable bool, attempts int, cfg *ProxyConfig) (reason string, retry bool) {
+	reason = classify(err)
+	b.failures.Add(1)
+	p.observeFailure(b)
+	if !retryable(reason, method, replayable) || attempts >= 1+cfg.MaxRetries {
+		return reason, false
+	}
+	if reason != reasonDial && !p.budget.allow(cfg.RetryBudget) {
+		p.pool.m.budgetExhausted.Inc()
+		return reason, false
+	}
+	p.pool.m.retries.WithLabelValues(reason).Inc()
+	return reason, true
 }
 
 // failureStatus is the status and fixed message for a request no backend answered: last is
@@ -354,15 +366,15 @@ func (p *Proxy) attempt(w http.ResponseWriter, out *http.Request, b *Backend, st
 // re-checks the backend's state, so a drain (or a down mark) is exact from the instant it
 // returns. full reports that some backend was skipped for max_in_flight_per_backend.
 // syncOnly skips backends without a synchronous transport (the fast path serves only those).
-func (p *Proxy) pick(st *tries, cfg *ProxyConfig, pol Policy, syncOnly bool) (b *Backend, full bool) {
+func (p *Proxy) pick(t *tries, cfg *ProxyConfig, pol Policy, syncOnly bool) (b *Backend, full bool) {
 	list := p.pool.backends()
 	for range 2*len(list) + 2 {
-		cands := st.candBuf[:0]
+		cands := t.candBuf[:0]
 		healthy := false
 		for _, x := range list {
 			if x.Eligible() {
 				healthy = true
-				if !st.skipped(x) && (!syncOnly || x.sync != nil) {
+				if !t.skipped(x) && (!syncOnly || x.sync != nil) {
 					cands = append(cands, x)
 				}
 			}
@@ -370,7 +382,7 @@ func (p *Proxy) pick(st *tries, cfg *ProxyConfig, pol Policy, syncOnly bool) (b 
 		open := !healthy
 		if open {
 			for _, x := range list {
-				if x.State() == StateActive && !st.skipped(x) && (!syncOnly || x.sync != nil) {
+				if x.State() == StateActive && !t.skipped(x) && (!syncOnly || x.sync != nil) {
 					cands = append(cands, x)
 				}
 			}
@@ -387,23 +399,23 @@ func (p *Proxy) pick(st *tries, cfg *ProxyConfig, pol Policy, syncOnly bool) (b 
 		}
 		if cfg.MaxInFlightPerBackend > 0 && b.InFlight() > cfg.MaxInFlightPerBackend {
 			b.release()
-			st.skip = append(st.skip, b)
+			t.skip = append(t.skip, b)
 			full = true
 			continue
 		}
 		if open {
 			p.pool.m.failOpen.Inc()
 		}
-		st.skip = append(st.skip, b)
+		t.skip = append(t.skip, b)
 		b.refs.Add(1) // before any removed check that guards a write for b
-		st.held = append(st.held, b)
+		t.held = append(t.held, b)
 		return b, full
 	}
 	return nil, full
 }
 
-func (st *tries) skipped(b *Backend) bool {
-	for _, x := range st.skip {
+func (t *tries) skipped(b *Backend) bool {
+	for _, x := range t.skip {
 		if x == b {
 			return true
 		}

@@ -61,11 +61,17 @@ func replayableByNetHTTP(r *http.Request) bool {
 	if r.Body != nil && r.Body != http.NoBody && r.GetBody == nil {
 		return false
 	}
-	switch r.Method {
+	return replayableMethod(r.Method, len(r.Header["Idempotency-Key"]) > 0 || len(r.Header["X-Idempotency-Key"]) > 0)
+}
+
+// replayableMethod is the rest of net/http's rule, for a request whose body can be sent again:
+// an idempotent method, or an idempotency key.
+func replayableMethod(method string, idempotencyKey bool) bool {
+	switch method {
 	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
 		return true
 	}
-	return len(r.Header["Idempotency-Key"]) > 0 || len(r.Header["X-Idempotency-Key"]) > 0
+	return idempotencyKey
 }
 
 // RoundTrip sends r on an idle or new connection.
@@ -87,8 +93,7 @@ func (t *syncTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 			return res, nil
 		}
 		var fe *syncError
-		if try > 0 || !reused || ctx.Err() != nil || !errors.As(err, &fe) ||
-			!(fe.nothingWritten || (replayable && fe.noResponseByte && !fe.timeout)) {
+		if try > 0 || !reused || ctx.Err() != nil || !errors.As(err, &fe) || !fe.retryOnNewConn(replayable) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -265,7 +270,7 @@ func (sc *syncConn) expire() {
 func (sc *syncConn) abort() {
 	sc.mu.Lock()
 	sc.cancelled = true
-	_ = sc.c.SetDeadline(time.Unix(1, 0))
+	_ = sc.c.SetDeadline(aLongTimeAgo)
 	sc.mu.Unlock()
 }
 
@@ -318,6 +323,24 @@ type syncError struct {
 func (e *syncError) Error() string { return e.err.Error() }
 func (e *syncError) Unwrap() error { return e.err }
 
+// retryOnNewConn is net/http's rule for sending a request once more on a new connection after
+// a reused one failed: nothing of it was written, or, for a replayable request, no response
+// byte came back and the failure was no timeout.
+func (e *syncError) retryOnNewConn(replayable bool) bool {
+	return e.nothingWritten || (replayable && e.noResponseByte && !e.timeout)
+}
+
+// failure is err on sc, closed or about to be, since its counters stood at written and read.
+func (sc *syncConn) failure(err error, written, read int64) *syncError {
+	var ne net.Error
+	return &syncError{
+		err:            err,
+		nothingWritten: sc.nwrite == written,
+		noResponseByte: sc.nread == read && sc.br.Buffered() == 0,
+		timeout:        errors.As(err, &ne) && ne.Timeout(),
+	}
+}
+
 // maxResponseHeaderBytes bounds the response head read (http.Transport's default limit).
 const maxResponseHeaderBytes = 10 << 20
 
@@ -333,13 +356,7 @@ func (sc *syncConn) roundTrip(ctx context.Context, req *http.Request, perTry tim
 	fail := func(err error, written, read int64) (*http.Response, error) {
 		stop()
 		_ = sc.c.Close()
-		var ne net.Error
-		return nil, &syncError{
-			err:            err,
-			nothingWritten: sc.nwrite == written,
-			noResponseByte: sc.nread == read && sc.br.Buffered() == 0,
-			timeout:        errors.As(err, &ne) && ne.Timeout(),
-		}
+		return nil, sc.failure(err, written, read)
 	}
 	written, read := sc.nwrite, sc.nread
 	if sc.br.Buffered() > 0 {
