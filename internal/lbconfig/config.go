@@ -23,6 +23,7 @@ const (
 	DefaultMaxHeaderBytes    = 65536
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
+	DefaultShutdownDelay     = 0 * time.Second
 	DefaultDrainTimeout      = 30 * time.Second
 	// DefaultACMEDirectory is Let's Encrypt's production directory.
 	DefaultACMEDirectory = "https://acme-v02.api.letsencrypt.org/directory"
@@ -56,6 +57,9 @@ type Config struct {
 	Proxy Proxy `yaml:"proxy"`
 	// Limits bounds client connections and request headers.
 	Limits Limits `yaml:"limits"`
+	// ShutdownDelay is how long lb keeps accepting and serving after SIGTERM, with
+	// /readyz answering 503, before it stops accepting and drains (0: drain at once).
+	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
 	// DrainTimeout bounds drain -wait, remove, rollout and lb's own SIGTERM.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// Backends defines membership, in order.
@@ -175,8 +179,9 @@ func Default() *Config {
 			ReadHeaderTimeout: DefaultReadHeaderTimeout,
 			IdleTimeout:       DefaultIdleTimeout,
 		},
-		DrainTimeout: DefaultDrainTimeout,
-		Backends:     []Backend{},
+		ShutdownDelay: DefaultShutdownDelay,
+		DrainTimeout:  DefaultDrainTimeout,
+		Backends:      []Backend{},
 	}
 }
 

@@ -49,6 +49,7 @@ func TestDefaults(t *testing.T) {
 		{"limits.max_header_bytes", got.Limits.MaxHeaderBytes, 65536},
 		{"limits.read_header_timeout", got.Limits.ReadHeaderTimeout, 10 * time.Second},
 		{"limits.idle_timeout", got.Limits.IdleTimeout, 120 * time.Second},
+		{"shutdown_delay", got.ShutdownDelay, time.Duration(0)},
 		{"drain_timeout", got.DrainTimeout, 30 * time.Second},
 		{"backends", len(got.Backends), 0},
 	}
@@ -116,6 +117,7 @@ limits:
   max_header_bytes: 8192
   read_header_timeout: 5s
   idle_timeout: 1m
+shutdown_delay: 4s
 drain_timeout: 10s
 backends:
   - name: app-1
@@ -158,8 +160,9 @@ func TestFullFile(t *testing.T) {
 		HealthCheck:    HealthCheck{Path: "/ready", Interval: 500 * time.Millisecond, Timeout: 250 * time.Millisecond, Rise: 3, Fall: 4},
 		Proxy: Proxy{DialTimeout: time.Second, PerTryTimeout: 3 * time.Second, MaxRetries: 1,
 			RetryBudget: 0.5, RetryBodyBytes: 1024, MaxInFlightPerBackend: 100},
-		Limits:       Limits{MaxConns: 50, MaxHeaderBytes: 8192, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute},
-		DrainTimeout: 10 * time.Second,
+		Limits:        Limits{MaxConns: 50, MaxHeaderBytes: 8192, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute},
+		ShutdownDelay: 4 * time.Second,
+		DrainTimeout:  10 * time.Second,
 		Backends: []Backend{
 			{Name: "app-1", URL: "http://10.0.0.11:8080"},
 			{Name: "app.2_b", URL: "https://[2001:db8::1]:8443/"},
@@ -236,6 +239,8 @@ func TestValidationErrors(t *testing.T) {
 		{"read header timeout", "limits: {read_header_timeout: 0s}\n" + minimal, "limits.read_header_timeout: must be > 0"},
 		{"idle timeout", "limits: {idle_timeout: 0s}\n" + minimal, "limits.idle_timeout: must be > 0"},
 		{"drain timeout", "drain_timeout: 0s\n" + minimal, "drain_timeout: must be > 0"},
+		{"shutdown delay negative", "shutdown_delay: -1s\n" + minimal, "shutdown_delay: must be >= 0"},
+		{"shutdown delay not a duration", "shutdown_delay: 5\n" + minimal, "shutdown_delay: line 1: cannot unmarshal"},
 		{"backend name", "backends:\n  - {name: App_1, url: \"http://a:1\"}\n" + minimal, `backends[0].name: "App_1" must match [a-z0-9._-]{1,64}`},
 		{"backend name long", "backends:\n  - {name: " + strings.Repeat("a", 65) + ", url: \"http://a:1\"}\n" + minimal, "backends[0].name: "},
 		{"backend name empty", "backends:\n  - {url: \"http://a:1\"}\n" + minimal, `backends[0].name: "" must match`},

@@ -135,6 +135,9 @@ func (c *Config) Validate() error {
 	}
 	v.positive("limits.read_header_timeout", l.ReadHeaderTimeout)
 	v.positive("limits.idle_timeout", l.IdleTimeout)
+	if c.ShutdownDelay < 0 {
+		v.add("shutdown_delay", "must be >= 0 (a duration like \"5s\"; 0 = stop accepting at once)")
+	}
 	v.positive("drain_timeout", c.DrainTimeout)
 
 	seen := map[string]int{}
