@@ -201,7 +201,7 @@ func TestTokenOK(t *testing.T) {
 func TestBackendObjectFields(t *testing.T) {
 	f := newFixture(t, "app-1", "app-2")
 	at := time.Date(2026, 11, 25, 15, 0, 0, 0, time.UTC)
-	f.pool.ReportCheck("app-1", true, 3, at, "", "v1.2.3")
+	f.pool.ReportCheck("app-1", true, true, 3, at, "", "v1.2.3")
 	f.pool.SetHealthy("app-1", true)
 	code, _, body := f.call(t, "GET", "/api/backends", "Bearer "+testToken, "")
 	if code != http.StatusOK {

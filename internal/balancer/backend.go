@@ -21,6 +21,7 @@ type Backend struct {
 
 	state    atomic.Uint32
 	healthy  atomic.Bool
+	answered atomic.Bool // the last active health check got an HTTP answer, of any status
 	removed  atomic.Bool
 	inFlight atomic.Int64
 	refs     atomic.Int64 // client requests that may still touch b's series (see Proxy.finish)
@@ -68,6 +69,7 @@ func (b *Backend) status() Status {
 		URL:      b.url.String(),
 		State:    b.State(),
 		Healthy:  b.Healthy(),
+		Answered: b.answered.Load(),
 		InFlight: b.inFlight.Load(),
 		Upgraded: b.upgraded.Load(),
 		Requests: b.requests.Load(),

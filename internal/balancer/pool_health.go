@@ -15,12 +15,14 @@ func (p *Pool) HealthTargets() map[string]string {
 	return out
 }
 
-// ReportCheck records the outcome of one active health check.
-func (p *Pool) ReportCheck(name string, ok bool, consecutiveOK int, at time.Time, errText, version string) {
+// ReportCheck records the outcome of one active health check: ok that it passed, answered
+// that an HTTP answer of any status came back within the check's timeout.
+func (p *Pool) ReportCheck(name string, ok, answered bool, consecutiveOK int, at time.Time, errText, version string) {
 	b, err := p.lookup(name)
 	if err != nil {
 		return
 	}
+	b.answered.Store(answered)
 	b.mu.Lock()
 	b.checksOK = consecutiveOK
 	b.lastCheck = at
@@ -69,4 +71,28 @@ func (p *Pool) EjectUnlessLast(name string) bool {
 	}
 	p.SetHealthy(name, false)
 	return true
+}
+
+// CanForward reports whether a new request has somewhere to go, by the rule the proxy picks
+// with (Proxy.pick): an active healthy backend; or, when no active backend is healthy and the
+// proxy fails open to every active backend, one of those that accepts connections: an active
+// backend whose last health check got an HTTP answer of any status (a 500, a "degraded" or a
+// "draining" 503 all count). A backend that refuses connections or never answers within the
+// check's timeout would only turn a fail-open request into a 502 or 504, and a draining one
+// (by the admin API) takes no new request at all. failOpen says that only the second rule holds.
+// lb's /readyz says "no_backends" when ok is false.
+func (p *Pool) CanForward() (ok, failOpen bool) {
+	answering := false
+	for _, b := range p.backends() {
+		if b.State() != StateActive {
+			continue
+		}
+		if b.Healthy() {
+			return true, false
+		}
+		if b.answered.Load() {
+			answering = true
+		}
+	}
+	return answering, answering
 }

@@ -100,11 +100,15 @@ func TestPoolReportCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 11, 25, 15, 0, 0, 0, time.UTC)
-	p.ReportCheck("a", true, 3, at, "", "v2")
-	p.ReportCheck("a", false, 0, at.Add(time.Second), "status 500", "")
+	p.ReportCheck("a", true, true, 3, at, "", "v2")
+	p.ReportCheck("a", false, true, 0, at.Add(time.Second), "status 500", "")
 	st, _ := p.Get("a")
-	if st.ChecksOK != 0 || !st.LastCheck.Equal(at.Add(time.Second)) || st.LastError != "status 500" || st.Version != "v2" {
-		t.Errorf("status %+v, want checks_ok 0, last error, version v2 kept", st)
+	if st.ChecksOK != 0 || !st.LastCheck.Equal(at.Add(time.Second)) || st.LastError != "status 500" || st.Version != "v2" || !st.Answered {
+		t.Errorf("status %+v, want checks_ok 0, last error, version v2 kept, answered", st)
+	}
+	p.ReportCheck("a", false, false, 0, at.Add(2*time.Second), "connection refused", "")
+	if st, _ := p.Get("a"); st.Answered {
+		t.Errorf("status %+v after a refused check, want answered false", st)
 	}
 	if got := p.HealthTargets(); len(got) != 1 || got["a"] != "http://127.0.0.1:1" {
 		t.Errorf("HealthTargets = %v", got)

@@ -43,6 +43,9 @@ type Status struct {
 	Version   string
 	Requests  int64
 	Failures  int64
+	// Answered reports that the last active health check got an HTTP answer, whatever its
+	// status: the backend accepts connections (see Pool.CanForward).
+	Answered bool
 }
 
 var (

@@ -23,7 +23,9 @@ type Targets interface {
 
 // Reporter receives check outcomes and health changes. balancer.Pool satisfies it.
 type Reporter interface {
-	ReportCheck(name string, ok bool, consecutiveOK int, at time.Time, errText, version string)
+	// ReportCheck records one check: ok that it passed, answered that the backend sent an HTTP
+	// answer (of any status) within the timeout, i.e. that it accepts connections.
+	ReportCheck(name string, ok, answered bool, consecutiveOK int, at time.Time, errText, version string)
 	SetHealthy(name string, up bool)
 	IsHealthy(name string) bool
 	EjectUnlessLast(name string) bool
@@ -218,9 +220,10 @@ func (c *Checker) loop(ctx context.Context, t *target) {
 
 // probeResult is the outcome of one health request.
 type probeResult struct {
-	result  string
-	version string
-	errText string
+	result   string
+	answered bool // an HTTP answer arrived, whatever its status
+	version  string
+	errText  string
 }
 
 // probe sends one health request.
@@ -240,10 +243,12 @@ func (c *Checker) probe(ctx context.Context, cfg *Config, base string) probeResu
 		}
 		return probeResult{result: resultFail, errText: err.Error()}
 	}
+	pr := probeResult{result: resultFail, answered: true}
 	body, err := io.ReadAll(io.LimitReader(res.Body, maxBody))
 	_ = res.Body.Close()
 	if err != nil {
-		return probeResult{result: resultFail, errText: fmt.Sprintf("status %d, reading body: %v", res.StatusCode, err)}
+		pr.errText = fmt.Sprintf("status %d, reading body: %v", res.StatusCode, err)
+		return pr
 	}
 	var hb struct {
 		Status  string `json:"status"`
@@ -252,13 +257,15 @@ func (c *Checker) probe(ctx context.Context, cfg *Config, base string) probeResu
 	jerr := json.Unmarshal(body, &hb)
 	switch {
 	case res.StatusCode == http.StatusOK && jerr == nil && hb.Status == "ok":
-		return probeResult{result: resultOK, version: hb.Version}
+		pr.result, pr.version = resultOK, hb.Version
 	case res.StatusCode == http.StatusServiceUnavailable && jerr == nil && hb.Status == "draining":
-		return probeResult{result: resultDraining, version: hb.Version, errText: "backend is draining"}
+		pr.result, pr.version, pr.errText = resultDraining, hb.Version, "backend is draining"
 	case jerr != nil:
-		return probeResult{result: resultFail, errText: fmt.Sprintf("status %d, body is not health JSON", res.StatusCode)}
+		pr.errText = fmt.Sprintf("status %d, body is not health JSON", res.StatusCode)
+	default:
+		pr.errText = fmt.Sprintf("status %d, status %q", res.StatusCode, hb.Status)
 	}
-	return probeResult{result: resultFail, errText: fmt.Sprintf("status %d, status %q", res.StatusCode, hb.Status)}
+	return pr
 }
 
 // check probes t once and applies the result. It reports whether t is changing state
@@ -301,7 +308,7 @@ func (c *Checker) check(ctx context.Context, t *target) (changing bool) {
 		}
 	}
 	c.checks.WithLabelValues(t.name, pr.result).Inc()
-	c.rep.ReportCheck(t.name, pr.result == resultOK, t.okStreak, c.now(), pr.errText, pr.version)
+	c.rep.ReportCheck(t.name, pr.result == resultOK, pr.answered, t.okStreak, c.now(), pr.errText, pr.version)
 	if up != cur {
 		c.rep.SetHealthy(t.name, up)
 		if up {

@@ -16,8 +16,8 @@ func TestOnePassAdmitsNewBackend(t *testing.T) {
 		t.Fatal("one passing check did not admit a new backend")
 	}
 	r := pool.last("a")
-	if !r.ok || r.checksOK != 1 || r.version != "v1" || r.errText != "" || r.at.IsZero() {
-		t.Errorf("report %+v, want ok, checks_ok 1, version v1", r)
+	if !r.ok || !r.answered || r.checksOK != 1 || r.version != "v1" || r.errText != "" || r.at.IsZero() {
+		t.Errorf("report %+v, want ok, answered, checks_ok 1, version v1", r)
 	}
 	if got := checkCount(t, reg, "a", "ok"); got != 1 {
 		t.Errorf("lb_health_checks_total{a,ok} = %v, want 1", got)
@@ -78,8 +78,8 @@ func TestDrainingAnswerTakesOutAtOnce(t *testing.T) {
 	if pool.IsHealthy("a") {
 		t.Error("a 503 draining answer did not take the backend out at once")
 	}
-	if r := pool.last("a"); r.ok || !strings.Contains(r.errText, "draining") {
-		t.Errorf("report %+v, want not ok with a draining error", r)
+	if r := pool.last("a"); r.ok || !r.answered || !strings.Contains(r.errText, "draining") {
+		t.Errorf("report %+v, want not ok but answered, with a draining error", r)
 	}
 	if got := checkCount(t, reg, "a", "draining"); got != 1 {
 		t.Errorf("lb_health_checks_total{a,draining} = %v, want 1", got)
@@ -91,23 +91,25 @@ func TestFailures(t *testing.T) {
 		name    string
 		setup   func(t *testing.T) string
 		wantErr string
+		// answered: the backend accepts connections (lb's fail-open and /readyz count it)
+		answered bool
 	}{
-		{"dead", func(t *testing.T) string { return deadURL(t) }, "connection refused"},
+		{"dead", func(t *testing.T) string { return deadURL(t) }, "connection refused", false},
 		{"frozen", func(t *testing.T) string {
 			hs := newHealthServer(t)
 			hs.mode.Store(modeFrozen)
 			return hs.URL
-		}, "no answer within 100ms"},
+		}, "no answer within 100ms", false},
 		{"500", func(t *testing.T) string {
 			hs := newHealthServer(t)
 			hs.mode.Store(modeFail)
 			return hs.URL
-		}, "status 500"},
+		}, "status 500", true},
 		{"not json", func(t *testing.T) string {
 			hs := newHealthServer(t)
 			hs.mode.Store(modeGarbage)
 			return hs.URL
-		}, "not health JSON"},
+		}, "not health JSON", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,8 +130,8 @@ func TestFailures(t *testing.T) {
 				t.Error("still up after fall failures")
 			}
 			r := pool.last("a")
-			if r.ok || !strings.Contains(r.errText, tt.wantErr) {
-				t.Errorf("report %+v, want error containing %q", r, tt.wantErr)
+			if r.ok || !strings.Contains(r.errText, tt.wantErr) || r.answered != tt.answered {
+				t.Errorf("report %+v, want error containing %q and answered %t", r, tt.wantErr, tt.answered)
 			}
 			if got := checkCount(t, reg, "a", "fail"); got != 2 {
 				t.Errorf("lb_health_checks_total{a,fail} = %v, want 2", got)

@@ -20,6 +20,7 @@ import (
 // report is one ReportCheck call.
 type report struct {
 	ok        bool
+	answered  bool
 	checksOK  int
 	at        time.Time
 	errText   string
@@ -63,10 +64,10 @@ func (f *fakePool) HealthTargets() map[string]string {
 	return out
 }
 
-func (f *fakePool) ReportCheck(name string, ok bool, consecutiveOK int, at time.Time, errText, version string) {
+func (f *fakePool) ReportCheck(name string, ok, answered bool, consecutiveOK int, at time.Time, errText, version string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.reports[name] = append(f.reports[name], report{ok, consecutiveOK, at, errText, version, f.healthy[name]})
+	f.reports[name] = append(f.reports[name], report{ok, answered, consecutiveOK, at, errText, version, f.healthy[name]})
 }
 
 func (f *fakePool) SetHealthy(name string, up bool) {
