@@ -118,6 +118,48 @@ func (c *Client) WaitHealthy(ctx context.Context, name string, poll time.Duratio
 	return c.WaitFor(ctx, name, poll, func(b Backend) bool { return b.Healthy })
 }
 
+// Ready asks GET /readyz, which needs no token. It returns the status the lb names and
+// whether it answered 200 "ready"; err is for no answer, or an answer that is not /readyz's.
+func (c *Client) Ready(ctx context.Context) (ready bool, status Readiness, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.BaseURL, "/")+"/readyz", nil)
+	if err != nil {
+		return false, "", fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return false, "", err
+	}
+	defer resp.Body.Close()
+	var body readyBody
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if err != nil {
+		return false, "", fmt.Errorf("read answer: %w", err)
+	}
+	if (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable) ||
+		json.Unmarshal(data, &body) != nil || body.Status == "" {
+		return false, "", fmt.Errorf("GET /readyz: unexpected answer %d %q", resp.StatusCode, truncate(string(data), 80))
+	}
+	return resp.StatusCode == http.StatusOK && body.Status == Ready, body.Status, nil
+}
+
+// httpClient is the client every request goes through: c.HTTP, or a plain one whose
+// requests are bounded by their context.
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return &http.Client{}
+}
+
+// truncate cuts s to at most n bytes, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
@@ -136,11 +178,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Authorization", "Bearer "+c.Token)
-	hc := c.HTTP
-	if hc == nil {
-		hc = &http.Client{}
-	}
-	resp, err := hc.Do(req)
+	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		return err
 	}

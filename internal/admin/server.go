@@ -1,6 +1,6 @@
 // Package admin serves lb's admin API (JSON over HTTP, bearer token), its
-// read-only status page, /metrics and /healthz, and holds the Client that the
-// lb CLI and rollout use.
+// read-only status page, /metrics, /healthz and /readyz, and holds the Client
+// that the lb CLI and rollout use.
 package admin
 
 import (
@@ -32,6 +32,9 @@ type Options struct {
 	OnRemove func(name string)
 	// Version is shown on the status page and /healthz.
 	Version string
+	// Phase, if set, tells GET /readyz whether lb's public listeners serve yet and whether
+	// lb is stopping; nil means serving (readiness then depends on the backends alone).
+	Phase func() Phase
 }
 
 // server holds what the handlers share.
@@ -39,6 +42,7 @@ type server struct {
 	pool   *balancer.Pool
 	logger *slog.Logger
 	opts   Options
+	ready  readiness
 }
 
 // NewHandler returns the admin listener's handler: the API under /api/
