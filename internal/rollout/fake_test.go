@@ -102,11 +102,12 @@ func (f *fleet) eventLines(t *testing.T) []string {
 // fakeBackend is the fake lb's state for one backend.
 type fakeBackend struct {
 	admin.Backend
-	fails       int
-	down        bool    // every check fails (the lb cannot reach it)
-	refuseDrain bool    // drain answers 500
-	sameVersion int     // consecutive passing checks that saw the current version
-	inFlight    []int64 // successive in_flight answers after a drain; the last one sticks
+	fails        int
+	down         bool    // every check fails (the lb cannot reach it)
+	refuseDrain  bool    // drain answers 500
+	refuseEnable bool    // enable answers 409
+	sameVersion  int     // consecutive passing checks that saw the current version
+	inFlight     []int64 // successive in_flight answers after a drain; the last one sticks
 }
 
 // fakeLB implements the admin API surface that rollout uses, and simulates
@@ -180,6 +181,10 @@ func newFakeLB(t *testing.T, id string, fl *fleet, names ...string) *fakeLB {
 			b.State = admin.StateDraining
 			fl.record(fmt.Sprintf("%s drain %s", lb.id, b.Name))
 		case "enable":
+			if b.refuseEnable {
+				writeJSON(w, http.StatusConflict, map[string]string{"error": "refused for the test"})
+				return
+			}
 			b.State = admin.StateActive
 			b.InFlight = 0
 			fl.record(fmt.Sprintf("%s enable %s version=%s healthy=%t fresh=%d", lb.id, b.Name, b.Version, b.Healthy, b.sameVersion))

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -311,11 +312,12 @@ func (r *runner) replace(ctx context.Context, t target, first bool) (res result,
 	res.name = t.name
 	begin := time.Now()
 	defer func() { res.duration = time.Since(begin) }()
-	drained := false
+	var drainedOn []string // the lbs on which this rollout drained t and has not enabled it again
 	defer func() {
-		res.drained = err != nil && drained
+		res.drained = err != nil && len(drainedOn) > 0
 		if res.drained {
-			fmt.Fprintf(r.stderr, "rollout: %s is left drained; fix it, then run the rollout again (it starts with drained backends) or `lb enable %s`\n", t.name, t.name)
+			fmt.Fprintf(r.stderr, "rollout: %s is left drained on %s; fix it, then run the rollout again (it starts with drained backends) or `lb enable %s`\n",
+				t.name, strings.Join(drainedOn, ", "), t.name)
 		}
 	}()
 
@@ -331,11 +333,12 @@ func (r *runner) replace(ctx context.Context, t target, first bool) (res result,
 	}
 
 	if err := r.step(t, "drain", func() (string, error) {
-		drained = true
-		return "draining on every lb", r.eachLB(ctx, func(c *admin.Client) error {
+		took, err := r.eachLB(func(c *admin.Client) error {
 			_, err := c.Drain(ctx, t.name)
 			return err
 		})
+		drainedOn = took
+		return "draining on every lb", err
 	}); err != nil {
 		return res, err
 	}
@@ -385,14 +388,16 @@ func (r *runner) replace(ctx context.Context, t target, first bool) (res result,
 		return res, fmt.Errorf("interrupted before enabling: %w", err)
 	}
 	if err := r.step(t, "enable", func() (string, error) {
-		return "active on every lb", r.eachLB(ctx, func(c *admin.Client) error {
+		took, err := r.eachLB(func(c *admin.Client) error {
 			_, err := c.Enable(ctx, t.name)
 			return err
 		})
+		drainedOn = slices.DeleteFunc(drainedOn, func(u string) bool { return slices.Contains(took, u) })
+		return "active on every lb", err
 	}); err != nil {
 		return res, err
 	}
-	drained = false
+	drainedOn = nil
 	res.done = true
 	return res, nil
 }
@@ -414,15 +419,43 @@ func (r *runner) step(t target, name string, fn func() (string, error)) error {
 	return nil
 }
 
-// eachLB runs op on every lb in order and stops at the first failure.
-func (r *runner) eachLB(ctx context.Context, op func(c *admin.Client) error) error {
+// eachLB runs a change on every lb in order, each one even after another failed, so that
+// no lb is left out because one before it did not answer. It returns the base URLs of the
+// lbs that took it, and an error naming each one that did not, and why. The rollout then
+// stops (the caller's step fails), leaving the change where it was made.
+func (r *runner) eachLB(op func(c *admin.Client) error) (took []string, err error) {
+	var failed []error
 	for _, c := range r.lbs {
 		if err := op(c); err != nil {
-			return fmt.Errorf("lb %s: %w", c.BaseURL, err)
+			failed = append(failed, fmt.Errorf("lb %s: %w", c.BaseURL, err))
+			continue
 		}
+		took = append(took, c.BaseURL)
 	}
-	return nil
+	switch {
+	case len(failed) == 0:
+		return took, nil
+	case len(r.lbs) == 1:
+		return took, failed[0]
+	}
+	return took, &lbErrors{of: len(r.lbs), errs: failed}
 }
+
+// lbErrors is a change that some of several lbs did not take: one error per lb.
+type lbErrors struct {
+	of   int
+	errs []error
+}
+
+func (e *lbErrors) Error() string {
+	msgs := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		msgs[i] = err.Error()
+	}
+	return fmt.Sprintf("not taken by %d of %d lbs: %s", len(e.errs), e.of, strings.Join(msgs, "; "))
+}
+
+func (e *lbErrors) Unwrap() []error { return e.errs }
 
 // poll calls check every Poll until it reports done, returns an error, or ctx
 // is done. A transient (non-API) error is retried; the last one is reported.

@@ -248,24 +248,65 @@ func TestRunTwoLBs(t *testing.T) {
 	}
 }
 
+// TestRunDrainFailsOnSecondLB: a drain that one lb of three refuses is still sent to the
+// third; the rollout then stops, leaving the backend drained where the drain was taken, and
+// says so per lb.
 func TestRunDrainFailsOnSecondLB(t *testing.T) {
 	f := newFleet(t, "v1", "app-1", "app-2")
 	lb0 := newFakeLB(t, "lb0", f, "app-1", "app-2")
 	lb1 := newFakeLB(t, "lb1", f, "app-1", "app-2")
+	lb2 := newFakeLB(t, "lb2", f, "app-1", "app-2")
 	lb1.set("app-1", func(b *fakeBackend) { b.refuseDrain = true })
 
-	stdout, _, err := runRollout(context.Background(), t, []*fakeLB{lb0, lb1}, fastOpts(installCmd(f, "v2", "")))
-	if err == nil || !strings.Contains(err.Error(), lb1.srv.URL) || !strings.Contains(err.Error(), "state file not written") {
+	stdout, stderr, err := runRollout(context.Background(), t, []*fakeLB{lb0, lb1, lb2}, fastOpts(installCmd(f, "v2", "")))
+	if err == nil || !strings.Contains(err.Error(), "not taken by 1 of 3 lbs: lb "+lb1.srv.URL) || !strings.Contains(err.Error(), "state file not written") {
 		t.Fatalf("got error %v, want one naming lb1 and its answer", err)
 	}
-	if got, want := f.eventLines(t), []string{"lb0 drain app-1"}; !slices.Equal(got, want) {
-		t.Errorf("events %q, want %q (no command after a failed drain)", got, want)
+	if got, want := f.eventLines(t), []string{"lb0 drain app-1", "lb2 drain app-1"}; !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q (every lb tried, no command after a failed drain)", got, want)
+	}
+	for _, lb := range []*fakeLB{lb0, lb2} {
+		if b := lb.state("app-1"); b.State != admin.StateDraining {
+			t.Errorf("app-1 on %s is %s, want left draining", lb.id, b.State)
+		}
+	}
+	if b := lb1.state("app-1"); b.State != admin.StateActive {
+		t.Errorf("app-1 on lb1 is %s, want active (it refused the drain)", b.State)
+	}
+	if !strings.Contains(stdout, "app-1  FAILED (left drained)") {
+		t.Errorf("summary does not say app-1 was left drained")
+	}
+	if want := "app-1 is left drained on " + lb0.srv.URL + ", " + lb2.srv.URL + ";"; !strings.Contains(stderr, want) {
+		t.Errorf("stderr does not say where app-1 is left drained (%q)", want)
+	}
+}
+
+// TestRunEnableFailsOnOneLB: an enable that one lb refuses is still sent to the others; the
+// rollout stops and says the backend is left drained on that lb only.
+func TestRunEnableFailsOnOneLB(t *testing.T) {
+	f := newFleet(t, "v1", "app-1", "app-2")
+	lb0 := newFakeLB(t, "lb0", f, "app-1", "app-2")
+	lb1 := newFakeLB(t, "lb1", f, "app-1", "app-2")
+	lb0.set("app-1", func(b *fakeBackend) { b.refuseEnable = true })
+
+	stdout, stderr, err := runRollout(context.Background(), t, []*fakeLB{lb0, lb1}, fastOpts(installCmd(f, "v2", "")))
+	if err == nil || !strings.Contains(err.Error(), "enable: not taken by 1 of 2 lbs: lb "+lb0.srv.URL) || !strings.Contains(err.Error(), "409") {
+		t.Fatalf("got error %v, want one naming lb0 and its 409", err)
 	}
 	if b := lb0.state("app-1"); b.State != admin.StateDraining {
 		t.Errorf("app-1 on lb0 is %s, want left draining", b.State)
 	}
+	if b := lb1.state("app-1"); b.State != admin.StateActive {
+		t.Errorf("app-1 on lb1 is %s, want enabled", b.State)
+	}
+	if b := lb1.state("app-2"); b.State != admin.StateActive {
+		t.Errorf("app-2 on lb1 is %s, want untouched (the rollout stopped)", b.State)
+	}
 	if !strings.Contains(stdout, "app-1  FAILED (left drained)") {
 		t.Errorf("summary does not say app-1 was left drained")
+	}
+	if want := "app-1 is left drained on " + lb0.srv.URL + ";"; !strings.Contains(stderr, want) {
+		t.Errorf("stderr does not say where app-1 is left drained (%q)", want)
 	}
 }
 
