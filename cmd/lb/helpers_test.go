@@ -123,6 +123,7 @@ type runningLB struct {
 	out     *lbtest.SyncBuffer
 	cancel  context.CancelFunc
 	done    chan error
+	signals chan struct{} // a SIGTERM after the first (see serveHooks.signals)
 	reload  chan struct{}
 	reloads chan error
 	client  *admin.Client
@@ -153,7 +154,7 @@ func startLBWith(t *testing.T, cfgPath string, hookReload bool, env map[string]s
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &runningLB{t: t, cfgPath: cfgPath, addrs: map[string]string{}, out: &lbtest.SyncBuffer{}, cancel: cancel,
-		done: make(chan error, 1), reload: make(chan struct{}), reloads: make(chan error, 16)}
+		done: make(chan error, 1), signals: make(chan struct{}, 4), reload: make(chan struct{}), reloads: make(chan error, 16)}
 	type bound struct{ name, addr string }
 	listening := make(chan bound, 8)
 	ready := make(chan *lbServer, 1)
@@ -161,6 +162,7 @@ func startLBWith(t *testing.T, cfgPath string, hookReload bool, env map[string]s
 		listening: func(name, addr string) { listening <- bound{name, addr} },
 		ready:     func(s *lbServer) { ready <- s },
 		reloaded:  func(err error) { l.reloads <- err },
+		signals:   l.signals,
 	}
 	if hookReload {
 		hooks.reload = l.reload
@@ -271,4 +273,16 @@ func (l *runningLB) get(t *testing.T, path string, hdr http.Header) (int, string
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body), resp.Header
+}
+
+// readyz asks GET /readyz on l's admin listener (no token).
+func (l *runningLB) readyz(t *testing.T) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + l.addrs["admin"] + "/readyz")
+	if err != nil {
+		t.Fatalf("GET /readyz: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(body))
 }

@@ -10,7 +10,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	go func() { <-ctx.Done(); stop() }() // a second signal ends lb at once
+	// A second signal ends a CLI command at once; `lb serve` watches the signals itself
+	// (furtherSignals): a second one ends shutdown_delay early, a third the drain.
+	go func() { <-ctx.Done(); stop() }()
 	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(exitCode(err, os.Stderr))

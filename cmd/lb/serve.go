@@ -39,6 +39,9 @@ type serveHooks struct {
 	ready func(*lbServer)
 	// reloaded is called after each reload attempt with its outcome.
 	reloaded func(err error)
+	// signals, if set, replaces the SIGTERMs and SIGINTs after the first (which cancels
+	// ctx): each value moves a stop on, ending shutdown_delay or the drain early.
+	signals <-chan struct{}
 }
 
 // lbServer is the running `lb serve`: the composition root of the balancer,
@@ -49,7 +52,8 @@ type lbServer struct {
 	hooks    serveHooks
 	fastPath bool // HTTP/1 on balancer.FastPath (LB_FAST_PATH=off: all on net/http)
 
-	reloadMu sync.Mutex // serialises reloads
+	reloadMu sync.Mutex   // serialises reloads
+	phase    atomic.Int32 // an admin.Phase: starting, serving (public listeners started), stopping
 	cfg      atomic.Pointer[lbconfig.Config]
 	token    atomic.Pointer[string]
 	resolver atomic.Pointer[clientip.Resolver]
@@ -77,6 +81,11 @@ func loadConfig(path string) (*lbconfig.Config, error) {
 }
 
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, hooks serveHooks) error {
+	if hooks.signals == nil {
+		more, stop := furtherSignals()
+		defer stop()
+		hooks.signals = more
+	}
 	fs := newFlagSet("serve", "", stderr)
 	path := fs.String("config", "", "config file (YAML)")
 	if err := parseFlags(fs, args); err != nil {
@@ -270,10 +279,12 @@ func (s *lbServer) adminHandler() http.Handler {
 			s.saveState()
 		},
 		Version: version,
+		Phase:   func() admin.Phase { return admin.Phase(s.phase.Load()) },
 	})
-	// Polls of the API, metrics and health are not worth a line each; changes are.
+	// Polls of the API, metrics and health are not worth a line each; changes are. /readyz
+	// is polled by keepalived every second, 503 or not: its handler logs each change instead.
 	skip := logging.SkipIf(func(r *http.Request, status int) bool {
-		return r.Method == http.MethodGet && status < 400
+		return r.Method == http.MethodGet && (status < 400 || r.URL.Path == "/readyz")
 	})
 	return logging.Middleware(s.logger, clientip.PeerAddr, skip)(h)
 }
@@ -327,6 +338,7 @@ func (s *lbServer) serve(ctx context.Context) error {
 			s.hooks.listening(f.name, f.ln.Addr().String())
 		}
 	}
+	s.phase.Store(int32(admin.PhaseServing)) // /readyz may say ready from now on
 	s.saveState()
 	if s.hooks.ready != nil {
 		s.hooks.ready(s)
@@ -350,8 +362,10 @@ func (s *lbServer) serve(ctx context.Context) error {
 		break
 	}
 
+	s.phase.Store(int32(admin.PhaseStopping)) // /readyz answers 503 from this instant
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
-	err := s.shutdown()
+	s.keepServing(s.hooks.signals)
+	err := s.shutdown(s.hooks.signals)
 	stopHealth()
 	<-healthDone
 	return err

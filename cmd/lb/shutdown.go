@@ -3,19 +3,64 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"outrigger/internal/balancer"
 )
 
-// shutdown stops accepting, lets requests in flight finish for up to
-// drain_timeout, closes WebSockets then, and stops the admin listener last.
-func (s *lbServer) shutdown() error {
+// keepServing is the first phase of a stop. /readyz already answers 503 "stopping", so
+// keepalived lowers this lb's priority and the other lb of the pair takes the address; lb
+// meanwhile accepts and serves exactly as before for shutdown_delay, so that no client meets
+// a closed port while this lb still holds the address.
+//
+// Responses deliberately do NOT get "Connection: close" during the delay. When the address
+// moves, a client's next request on a kept-alive connection reaches the new holder, which
+// resets it, and HTTP clients retry an idempotent request that fails on a reused connection.
+// A fresh connection, which "Connection: close" would force for every request, is not
+// retried when its first request meets that reset near the move.
+//
+// A further SIGTERM or SIGINT (more) ends the delay early.
+func (s *lbServer) keepServing(more <-chan struct{}) {
+	delay := s.cfg.Load().ShutdownDelay
+	if delay <= 0 {
+		s.logger.Info("stopping: /readyz answers 503; shutdown_delay is 0, draining at once")
+		return
+	}
+	s.logger.Info("stopping: /readyz answers 503; still accepting and serving for shutdown_delay",
+		"shutdown_delay", delay.String())
+	start := time.Now()
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		s.logger.Info("shutdown_delay over")
+	case <-more:
+		waited := time.Since(start)
+		s.logger.Warn("another signal: skipping the rest of shutdown_delay",
+			"waited", waited.Seconds(), "skipped", (delay - waited).Seconds())
+	}
+}
+
+// shutdown stops accepting, lets requests in flight finish for up to drain_timeout (a further
+// SIGTERM or SIGINT on more ends the wait at once), closes WebSockets then, and stops the
+// admin listener last.
+func (s *lbServer) shutdown(more <-chan struct{}) error {
 	timeout := s.cfg.Load().DrainTimeout
-	s.logger.Info("shutting down: draining requests in flight", "drain_timeout", timeout.String())
+	s.logger.Info("shutting down: no longer accepting, draining requests in flight", "drain_timeout", timeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	go func() {
+		select {
+		case <-more:
+			s.logger.Warn("another signal: ending the drain now, cutting what is left")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var wg sync.WaitGroup
 	errs := make([]error, len(s.public))
 	for i, f := range s.public {
@@ -46,12 +91,16 @@ func (s *lbServer) shutdown() error {
 	defer acancel()
 	errs = append(errs, s.admin.shutdown(actx))
 	err := errors.Join(errs...)
-	if errors.Is(err, context.DeadlineExceeded) || cut > 0 {
-		s.logger.Warn("drain_timeout reached: cut what was left", "upgraded_closed", cut)
+	if ctx.Err() != nil || cut > 0 {
+		why := "drain_timeout reached"
+		if errors.Is(ctx.Err(), context.Canceled) {
+			why = "drain ended by a further signal"
+		}
+		s.logger.Warn(why+": cut what was left", "upgraded_closed", cut)
 	}
 	s.logger.Info("stopped")
-	if errors.Is(err, context.DeadlineExceeded) {
-		return nil // requests were cut at drain_timeout, as configured: still a clean exit
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return nil // requests were cut at drain_timeout or on a further signal, as asked: still a clean exit
 	}
 	return err
 }
@@ -62,4 +111,38 @@ func upgraded(p *balancer.Pool) int64 {
 		n += st.Upgraded
 	}
 	return n
+}
+
+// furtherSignals watches SIGTERM and SIGINT for `lb serve` and sends one value for each
+// after the first: the first is what began the stop (main's signal.NotifyContext turned it
+// into ctx's cancellation), each later one moves the stop on (keepServing, shutdown). While
+// it watches, those signals never take their default action, even after main stops
+// catching them. Call it before anything slow, so that it sees the first signal too.
+func furtherSignals() (<-chan struct{}, func()) {
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	more := make(chan struct{}, 4)
+	done := make(chan struct{})
+	go func() {
+		first := true
+		for {
+			select {
+			case <-sig:
+				if first {
+					first = false
+					continue
+				}
+				select {
+				case more <- struct{}{}:
+				default:
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return more, func() {
+		signal.Stop(sig)
+		close(done)
+	}
 }

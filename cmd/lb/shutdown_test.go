@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,5 +89,151 @@ func TestServeShutdownCutsAtDrainTimeout(t *testing.T) {
 	}
 	if !strings.Contains(l.out.String(), "drain_timeout reached") {
 		t.Errorf("cut requests not logged")
+	}
+}
+
+// canConnect reports whether a new TCP connection to addr is accepted.
+func canConnect(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// TestServeShutdownDelay: on SIGTERM /readyz answers 503 at once, lb goes on accepting and
+// serving (kept-alive and new connections, no "Connection: close") for shutdown_delay, then
+// stops accepting and lets the request in flight finish.
+func TestServeShutdownDelay(t *testing.T) {
+	const delay = 2 * time.Second
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	b := newBackend(t, "app-1", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/long" {
+			started <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "ok")
+	})
+	var once sync.Once
+	releaseLong := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(releaseLong) // before the backend's Close, even when the test fails
+	l := startLB(t, lbConfig{backends: []*testBackend{b}, extra: "shutdown_delay: " + delay.String() + "\n"})
+	l.waitHealthy("app-1")
+	if code, body := l.readyz(t); code != 200 {
+		t.Fatalf("GET /readyz before SIGTERM: %d %s", code, body)
+	}
+	kept := &http.Client{Transport: &http.Transport{}}
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	t.Cleanup(kept.CloseIdleConnections)
+	get := func(c *http.Client, path string) error {
+		resp, err := c.Get("http://" + l.addrs["http"] + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		switch {
+		case err != nil:
+			return err
+		case resp.StatusCode != 200 || string(body) != "ok":
+			return fmt.Errorf("%d %q", resp.StatusCode, body)
+		case resp.Close && c == kept:
+			return errors.New("Connection: close during shutdown_delay")
+		}
+		return nil
+	}
+	if err := get(kept, "/"); err != nil { // a kept-alive connection from before the signal
+		t.Fatal(err)
+	}
+	long := make(chan error, 1)
+	go func() { long <- get(fresh, "/long") }()
+	<-started
+
+	t0 := time.Now()
+	l.cancel() // SIGTERM
+	lbtest.WaitFor(t, 2*time.Second, "/readyz to answer 503", func() bool {
+		code, body := l.readyz(t)
+		return code == 503 && body == `{"status":"stopping"}`
+	})
+	// Still serving, on the old connection and on new ones, until half the delay is over.
+	n := 0
+	for time.Since(t0) < delay/2 {
+		for _, c := range []*http.Client{kept, fresh} {
+			if err := get(c, "/"); err != nil {
+				t.Fatalf("request %d during shutdown_delay (%s after SIGTERM): %v", n, time.Since(t0), err)
+			}
+			n++
+		}
+	}
+	lbtest.WaitFor(t, delay+5*time.Second, "the public listener to stop accepting", func() bool {
+		return !canConnect(l.addrs["http"])
+	})
+	if took := time.Since(t0); took < delay {
+		t.Errorf("the listener stopped accepting %s after SIGTERM, before shutdown_delay %s", took, delay)
+	}
+	select {
+	case err := <-l.done:
+		t.Fatalf("serve returned with a request in flight: %v", err)
+	default:
+	}
+	releaseLong()
+	if err := <-long; err != nil {
+		t.Errorf("the request in flight across the shutdown: %v", err)
+	}
+	if err := l.stop(); err != nil {
+		t.Errorf("serve: %v, want nil (exit 0)", err)
+	}
+	t.Logf("%d requests served during shutdown_delay", n)
+	out := l.out.String()
+	last := 0
+	for _, msg := range []string{`"msg":"stopping: /readyz answers 503; still accepting and serving for shutdown_delay","shutdown_delay":"2s"`,
+		`"msg":"shutdown_delay over"`, `"msg":"shutting down: no longer accepting`, `"msg":"stopped"`} {
+		i := strings.Index(out, msg)
+		if i < last {
+			t.Errorf("log line %s missing or out of order:\n%s", msg, out)
+			continue
+		}
+		last = i
+	}
+}
+
+// TestServeShutdownFurtherSignals: a second signal ends shutdown_delay, a third the drain.
+func TestServeShutdownFurtherSignals(t *testing.T) {
+	b, started := stuckBackend(t, "app-1")
+	l := startLB(t, lbConfig{backends: []*testBackend{b}, drain: "1m", extra: "shutdown_delay: 1m\n"})
+	l.waitHealthy("app-1")
+	l.getInBackground("/stuck")
+	<-started
+	l.cancel()
+	lbtest.WaitFor(t, 5*time.Second, "the stopping line", func() bool { return l.out.Count("still accepting and serving") == 1 })
+	if !canConnect(l.addrs["http"]) {
+		t.Fatal("not accepting during shutdown_delay")
+	}
+	l.signals <- struct{}{}
+	lbtest.WaitFor(t, 5*time.Second, "the public listener to stop accepting", func() bool { return !canConnect(l.addrs["http"]) })
+	if !l.out.HasLine(`"msg":"another signal: skipping the rest of shutdown_delay"`) {
+		t.Errorf("the skipped delay is not logged")
+	}
+	select {
+	case err := <-l.done:
+		t.Fatalf("serve returned with a request in flight and drain_timeout 1m: %v", err)
+	default:
+	}
+	l.signals <- struct{}{}
+	select {
+	case err := <-l.done:
+		l.done <- err
+		if err != nil {
+			t.Errorf("serve: %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a third signal did not end the drain")
+	}
+	for _, msg := range []string{"another signal: ending the drain now", "drain ended by a further signal: cut what was left", `"msg":"stopped"`} {
+		if !strings.Contains(l.out.String(), msg) {
+			t.Errorf("no %q line", msg)
+		}
 	}
 }
