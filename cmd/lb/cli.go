@@ -30,7 +30,11 @@ func (a *adminList) Set(v string) error {
 	if v == "" {
 		return errors.New("empty admin URL")
 	}
-	*a = append(*a, v)
+	u, err := parseAdminURL(v)
+	if err != nil {
+		return err
+	}
+	*a = append(*a, u)
 	return nil
 }
 
@@ -42,7 +46,7 @@ type adminFlags struct {
 }
 
 func (f *adminFlags) register(fs *flag.FlagSet) {
-	fs.Var(&f.admins, "admin", "admin API URL, e.g. http://127.0.0.1:9000 (repeatable; default $LB_ADMIN)")
+	fs.Var(&f.admins, "admin", "admin API URL, e.g. http://127.0.0.1:9000 (repeatable: every lb of a pair; default $LB_ADMIN, URLs separated by commas)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the admin token (default $LB_ADMIN_TOKEN_FILE)")
 	fs.StringVar(&f.caFile, "ca-file", "", "extra CA (PEM) to trust for an HTTPS admin API")
 }
@@ -57,12 +61,17 @@ type target struct {
 func (f *adminFlags) clients(getenv func(string) string) ([]target, error) {
 	urls := []string(f.admins)
 	if len(urls) == 0 {
-		for _, u := range strings.FieldsFunc(getenv("LB_ADMIN"), func(r rune) bool { return r == ',' || r == ' ' }) {
-			urls = append(urls, u)
+		env, err := parseAdminEnv(getenv("LB_ADMIN"))
+		if err != nil {
+			return nil, &usageError{err: err}
 		}
+		urls = env
 	}
 	if len(urls) == 0 {
 		return nil, usagef("no admin API: pass -admin URL or set LB_ADMIN")
+	}
+	if err := noDuplicates(urls); err != nil {
+		return nil, &usageError{err: err}
 	}
 	tokenFile := f.tokenFile
 	if tokenFile == "" {
@@ -77,16 +86,9 @@ func (f *adminFlags) clients(getenv func(string) string) ([]target, error) {
 	}
 	hc := &http.Client{}
 	if f.caFile != "" {
-		pem, err := os.ReadFile(f.caFile)
+		pool, err := rootPool("-ca-file", f.caFile)
 		if err != nil {
-			return nil, &usageError{err: fmt.Errorf("read -ca-file: %w", err)}
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, usagef("-ca-file %s: no PEM certificate in it", f.caFile)
+			return nil, &usageError{err: err}
 		}
 		hc.Transport = &http.Transport{
 			Proxy:           http.ProxyFromEnvironment,
@@ -95,25 +97,42 @@ func (f *adminFlags) clients(getenv func(string) string) ([]target, error) {
 	}
 	out := make([]target, 0, len(urls))
 	for _, u := range urls {
-		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-			return nil, usagef("admin URL %q: want http://HOST:PORT or https://HOST:PORT", u)
-		}
 		out = append(out, target{url: u, client: &admin.Client{BaseURL: u, Token: token, HTTP: hc}})
 	}
 	return out, nil
 }
 
-// eachLB runs op on every lb, reports every failure to stderr, and fails if any did.
-func eachLB(targets []target, stderr io.Writer, op func(t target) error) error {
+// rootPool returns the system's root CAs plus the certificates in each PEM file; what
+// names the files in errors (a flag or a config key).
+func rootPool(what string, files ...string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	for _, f := range files {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", what, err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s %s: no PEM certificate in it", what, f)
+		}
+	}
+	return pool, nil
+}
+
+// eachLB runs op on every lb, each one even after another failed, reports each failure on a
+// line of its own ("lb URL: WHAT: FAILED: why"), and fails if any did, naming those lbs.
+func eachLB(targets []target, what string, stderr io.Writer, op func(t target) error) error {
 	var failed []string
 	for _, t := range targets {
 		if err := op(t); err != nil {
-			fmt.Fprintf(stderr, "lb %s: %v\n", t.url, err)
+			fmt.Fprintf(stderr, "lb %s: %s: FAILED: %s\n", t.url, what, describe(err))
 			failed = append(failed, t.url)
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("failed on %d of %d lb(s): %s", len(failed), len(targets), strings.Join(failed, ", "))
+		return fmt.Errorf("%s: failed on %d of %d lb(s): %s", what, len(failed), len(targets), strings.Join(failed, ", "))
 	}
 	return nil
 }
@@ -151,7 +170,7 @@ func runBackends(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	all := map[string][]admin.Backend{}
-	err = eachLB(targets, stderr, func(t target) error {
+	err = eachLB(targets, "list backends", stderr, func(t target) error {
 		list, err := t.client.Backends(ctx)
 		if err != nil {
 			return err
@@ -224,27 +243,33 @@ func runDrain(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	name := rest[0]
-	if err := eachLB(targets, stderr, func(t target) error {
+	var drained []target
+	err = eachLB(targets, "drain "+name, stderr, func(t target) error {
 		b, err := t.client.Drain(ctx, name)
 		if err != nil {
 			return err
 		}
+		drained = append(drained, t)
 		fmt.Fprintf(stdout, "%s: %s is %s (in_flight %d)\n", t.url, b.Name, b.State, b.InFlight)
 		return nil
-	}); err != nil || !wait {
+	})
+	if !wait || len(drained) == 0 {
 		return err
 	}
+	// Wait on every lb that took the drain, even when another did not: its requests in
+	// flight are what the operator waits for.
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return eachLB(targets, stderr, func(t target) error {
+	waitErr := eachLB(drained, "wait for "+name+" to be idle", stderr, func(t target) error {
 		b, err := t.client.WaitIdle(wctx, name, 100*time.Millisecond)
 		if err != nil {
-			return fmt.Errorf("wait for %s to be idle (in_flight %d): %w", name, b.InFlight, err)
+			return fmt.Errorf("in_flight %d: %w", b.InFlight, err)
 		}
 		fmt.Fprintf(stdout, "%s: %s is idle after %s\n", t.url, name, time.Since(start).Round(time.Millisecond))
 		return nil
 	})
+	return errors.Join(err, waitErr)
 }
 
 func runEnable(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -252,7 +277,7 @@ func runEnable(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	return eachLB(targets, stderr, func(t target) error {
+	return eachLB(targets, "enable "+rest[0], stderr, func(t target) error {
 		b, err := t.client.Enable(ctx, rest[0])
 		if err != nil {
 			return err
@@ -267,7 +292,7 @@ func runAdd(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	return eachLB(targets, stderr, func(t target) error {
+	return eachLB(targets, "add "+rest[0], stderr, func(t target) error {
 		b, err := t.client.Add(ctx, rest[0], rest[1])
 		if err != nil {
 			return err
@@ -282,7 +307,7 @@ func runRemove(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	return eachLB(targets, stderr, func(t target) error {
+	return eachLB(targets, "remove "+rest[0], stderr, func(t target) error {
 		if err := t.client.Remove(ctx, rest[0]); err != nil {
 			return err
 		}

@@ -42,9 +42,9 @@ func TestCLIAgainstServe(t *testing.T) {
 		t.Fatalf("backends -json (env): exit %d, %q", code, out)
 	}
 
-	// drain -wait on two -admin flags (the same lb twice: the operation runs on each).
-	out, errOut, code = runCLI(t, nil, "drain", "-admin", adminURL, "-admin", adminURL, "-token-file", tokenFile, "-wait", "app-2")
-	if code != 0 || strings.Count(out, "app-2 is draining") != 2 || !strings.Contains(out, "idle") {
+	// drain -wait (several lbs: TestCLIPair).
+	out, errOut, code = runCLI(t, nil, "drain", "-admin", adminURL, "-token-file", tokenFile, "-wait", "app-2")
+	if code != 0 || strings.Count(out, "app-2 is draining") != 1 || !strings.Contains(out, "idle") {
 		t.Fatalf("drain -wait: exit %d\n%s%s", code, out, errOut)
 	}
 	if b, _ := l.client.Backend(context.Background(), "app-2"); b.State != "draining" {
@@ -80,6 +80,7 @@ func TestCLIAgainstServe(t *testing.T) {
 		{"missing name", env, []string{"drain"}, 2, "NAME"},
 		{"flag after name", env, []string{"drain", "app-1", "-wait"}, 2, "flags first"},
 		{"bad admin URL", env, []string{"backends", "-admin", "127.0.0.1:1"}, 2, "http://"},
+		{"the same lb twice", env, []string{"drain", "-admin", adminURL, "-admin", adminURL + "/", "app-2"}, 2, "given twice"},
 		{"unknown command", nil, []string{"frobnicate"}, 2, "unknown command"},
 		{"no command", nil, []string{}, 2, "no command"},
 		{"dead lb", nil, []string{"backends", "-admin", "http://127.0.0.1:1", "-token-file", tokenFile}, 1, "127.0.0.1:1"},

@@ -51,10 +51,13 @@ Commands:
   add NAME URL                   add a backend (until the next reload)
   remove NAME                    drain, wait and remove a backend
   rollout [flags] -- CMD ARGS... replace every backend, one at a time
+  ready [flags]                  exit 0 if this lb's /readyz says ready, else 1 (keepalived's check)
   version                        print the version (also: lb -version)
 
-The admin commands take -admin URL (repeatable: the same operation on every lb)
-and -token-file FILE, or the environment: LB_ADMIN and LB_ADMIN_TOKEN_FILE.
+The admin commands take -admin URL (repeatable: the same operation on every lb
+of a pair) and -token-file FILE, or the environment: LB_ADMIN (one URL, or
+several separated by commas) and LB_ADMIN_TOKEN_FILE. A mutating command goes
+to every lb named, and names each lb that did not take it (exit status 1).
 Flags come before arguments. Run "lb COMMAND -h" for a command's flags.
 `
 
@@ -87,6 +90,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		return runRemove(ctx, rest, getenv, stdout, stderr)
 	case "rollout":
 		return runRollout(ctx, rest, getenv, stdout, stderr)
+	case "ready":
+		return runReady(ctx, rest, getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "lb", version)
 		return nil
