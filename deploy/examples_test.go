@@ -13,7 +13,8 @@ import (
 
 // TestLBConfigExample loads lb.yaml.example with lb's own parser and checks
 // that it fits lb.service: the token is the unit's credential, state and ACME
-// cache live in its StateDirectory, and the stop timeout covers drain_timeout.
+// cache live in its StateDirectory, and the stop timeout covers shutdown_delay and
+// drain_timeout.
 func TestLBConfigExample(t *testing.T) {
 	cfg, err := lbconfig.Load("lb.yaml.example")
 	if err != nil {
@@ -41,8 +42,8 @@ func TestLBConfigExample(t *testing.T) {
 	if !strings.HasPrefix(cfg.TLS.ACME.CacheDir, stateDir+"/") {
 		t.Errorf("tls.acme.cache_dir = %q, want it in %s (StateDirectory)", cfg.TLS.ACME.CacheDir, stateDir)
 	}
-	if stop := seconds(t, u.get("Service", "TimeoutStopSec")); stop <= cfg.DrainTimeout.Seconds() {
-		t.Errorf("TimeoutStopSec %vs is not above drain_timeout %v", stop, cfg.DrainTimeout)
+	if stop := seconds(t, u.get("Service", "TimeoutStopSec")); stop < (cfg.ShutdownDelay + cfg.DrainTimeout + stopMargin).Seconds() {
+		t.Errorf("TimeoutStopSec %vs is not %v above shutdown_delay %v + drain_timeout %v", stop, stopMargin, cfg.ShutdownDelay, cfg.DrainTimeout)
 	}
 	if len(cfg.Backends) < 2 {
 		t.Errorf("the example has %d backend(s); a rollout needs at least 2", len(cfg.Backends))
