@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,42 +14,10 @@ import (
 	"outrigger/internal/lbtest"
 )
 
-// healthBackend starts a real backend whose /healthz answers with status code and body (a
-// frozen one never answers), or returns a closed port for closed.
+// healthBackend is a backend of the given lbtest.Health* kind, named name.
 func healthBackend(t *testing.T, name, kind string) *testBackend {
 	t.Helper()
-	b := &testBackend{name: name}
-	if kind == "closed" {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.srv = &httptest.Server{URL: "http://" + l.Addr().String()}
-		l.Close()
-		return b
-	}
-	release := make(chan struct{})
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		switch kind {
-		case "ok":
-			io.WriteString(w, `{"status":"ok","version":"v1"}`)
-		case "fail":
-			w.WriteHeader(http.StatusInternalServerError)
-			io.WriteString(w, `{"error":"boom"}`)
-		case "draining", "degraded":
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, `{"status":%q}`, kind)
-		case "frozen":
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
-		}
-	}))
-	t.Cleanup(b.srv.Close)
-	t.Cleanup(func() { close(release) })
-	return b
+	return &testBackend{name: name, srv: &httptest.Server{URL: lbtest.HealthBackend(t, kind)}}
 }
 
 // waitChecked waits until every backend of l has been health-checked twice since now, so

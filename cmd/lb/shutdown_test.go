@@ -102,6 +102,16 @@ func canConnect(addr string) bool {
 	return true
 }
 
+// waitStopsAccepting waits until addr refuses new connections, and checks that this did not
+// happen before delay had passed since t0 (the signal).
+func waitStopsAccepting(t *testing.T, addr string, t0 time.Time, delay time.Duration) {
+	t.Helper()
+	lbtest.WaitFor(t, delay+5*time.Second, "the public listener to stop accepting", func() bool { return !canConnect(addr) })
+	if took := time.Since(t0); took < delay {
+		t.Errorf("the listener stopped accepting %s after SIGTERM, before shutdown_delay %s", took, delay)
+	}
+}
+
 // TestServeShutdownDelay: on SIGTERM /readyz answers 503 at once, lb goes on accepting and
 // serving (kept-alive and new connections, no "Connection: close") for shutdown_delay, then
 // stops accepting and lets the request in flight finish.
@@ -167,12 +177,7 @@ func TestServeShutdownDelay(t *testing.T) {
 			n++
 		}
 	}
-	lbtest.WaitFor(t, delay+5*time.Second, "the public listener to stop accepting", func() bool {
-		return !canConnect(l.addrs["http"])
-	})
-	if took := time.Since(t0); took < delay {
-		t.Errorf("the listener stopped accepting %s after SIGTERM, before shutdown_delay %s", took, delay)
-	}
+	waitStopsAccepting(t, l.addrs["http"], t0, delay)
 	select {
 	case err := <-l.done:
 		t.Fatalf("serve returned with a request in flight: %v", err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -18,52 +17,6 @@ import (
 	"outrigger/internal/health"
 	"outrigger/internal/lbtest"
 )
-
-// Kinds of real backend for the readiness tests.
-const (
-	backendOK       = "ok"       // /healthz 200 {"status":"ok"}
-	backendFail     = "fail"     // /healthz 500
-	backendDraining = "draining" // /healthz 503 {"status":"draining"}, as an app after SIGTERM
-	backendDegraded = "degraded" // /healthz 503 {"status":"degraded"}, as an app without its database
-	backendFrozen   = "frozen"   // accepts the connection, never answers
-	backendClosed   = "closed"   // a closed port: connection refused
-)
-
-// startBackend starts a real backend of the given kind and returns its URL.
-func startBackend(t *testing.T, kind string) string {
-	t.Helper()
-	if kind == backendClosed {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		return "http://" + addr
-	}
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		switch kind {
-		case backendOK:
-			io.WriteString(w, `{"status":"ok","version":"v1"}`)
-		case backendFail:
-			w.WriteHeader(http.StatusInternalServerError)
-			io.WriteString(w, `{"error":"boom"}`)
-		case backendDraining, backendDegraded:
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, `{"status":%q}`, kind)
-		case backendFrozen:
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
-		}
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) }) // runs before Close
-	return srv.URL
-}
 
 // readyRig is an admin handler over a pool whose backends are checked by a real checker.
 type readyRig struct {
@@ -82,7 +35,7 @@ func newReadyRig(t *testing.T, kinds ...string) *readyRig {
 		t.Fatal(err)
 	}
 	for i, kind := range kinds {
-		if _, err := pool.Add(fmt.Sprintf("app-%d", i+1), startBackend(t, kind)); err != nil {
+		if _, err := pool.Add(fmt.Sprintf("app-%d", i+1), lbtest.HealthBackend(t, kind)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -132,30 +85,30 @@ func TestReadyz(t *testing.T) {
 		code  int
 		body  string
 	}{
-		{"a healthy backend", []string{backendOK}, nil, 200, `{"status":"ready"}`},
-		{"healthy among refusing", []string{backendClosed, backendOK}, nil, 200, `{"status":"ready"}`},
+		{"a healthy backend", []string{lbtest.HealthOK}, nil, 200, `{"status":"ready"}`},
+		{"healthy among refusing", []string{lbtest.HealthClosed, lbtest.HealthOK}, nil, 200, `{"status":"ready"}`},
 		{"no backends at all", nil, nil, 503, `{"status":"no_backends"}`},
-		{"every backend refuses", []string{backendClosed, backendClosed}, nil, 503, `{"status":"no_backends"}`},
-		{"every backend times out", []string{backendFrozen, backendFrozen}, nil, 503, `{"status":"no_backends"}`},
-		{"refusing and frozen", []string{backendClosed, backendFrozen}, nil, 503, `{"status":"no_backends"}`},
-		{"every backend drained", []string{backendOK, backendOK}, func(t *testing.T, r *readyRig) {
+		{"every backend refuses", []string{lbtest.HealthClosed, lbtest.HealthClosed}, nil, 503, `{"status":"no_backends"}`},
+		{"every backend times out", []string{lbtest.HealthFrozen, lbtest.HealthFrozen}, nil, 503, `{"status":"no_backends"}`},
+		{"refusing and frozen", []string{lbtest.HealthClosed, lbtest.HealthFrozen}, nil, 503, `{"status":"no_backends"}`},
+		{"every backend drained", []string{lbtest.HealthOK, lbtest.HealthOK}, func(t *testing.T, r *readyRig) {
 			for _, n := range []string{"app-1", "app-2"} {
 				if _, err := r.pool.Drain(n); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}, 503, `{"status":"no_backends"}`},
-		{"healthy one drained, the other refuses", []string{backendOK, backendClosed}, func(t *testing.T, r *readyRig) {
+		{"healthy one drained, the other refuses", []string{lbtest.HealthOK, lbtest.HealthClosed}, func(t *testing.T, r *readyRig) {
 			if _, err := r.pool.Drain("app-1"); err != nil {
 				t.Fatal(err)
 			}
 		}, 503, `{"status":"no_backends"}`},
 		// Fail-open: no backend is healthy, but they answer, so lb sends them requests.
-		{"unhealthy but answering (500)", []string{backendFail, backendClosed}, nil, 200, `{"status":"ready"}`},
-		{"unhealthy but answering (degraded)", []string{backendDegraded, backendDegraded}, nil, 200, `{"status":"ready"}`},
-		{"every backend answers draining", []string{backendDraining, backendDraining}, nil, 200, `{"status":"ready"}`},
-		{"starting", []string{backendOK}, func(t *testing.T, r *readyRig) { r.phase.Store(int32(PhaseStarting)) }, 503, `{"status":"starting"}`},
-		{"stopping", []string{backendOK}, func(t *testing.T, r *readyRig) { r.phase.Store(int32(PhaseStopping)) }, 503, `{"status":"stopping"}`},
+		{"unhealthy but answering (500)", []string{lbtest.HealthFail, lbtest.HealthClosed}, nil, 200, `{"status":"ready"}`},
+		{"unhealthy but answering (degraded)", []string{lbtest.HealthDegraded, lbtest.HealthDegraded}, nil, 200, `{"status":"ready"}`},
+		{"every backend answers draining", []string{lbtest.HealthDraining, lbtest.HealthDraining}, nil, 200, `{"status":"ready"}`},
+		{"starting", []string{lbtest.HealthOK}, func(t *testing.T, r *readyRig) { r.phase.Store(int32(PhaseStarting)) }, 503, `{"status":"starting"}`},
+		{"stopping", []string{lbtest.HealthOK}, func(t *testing.T, r *readyRig) { r.phase.Store(int32(PhaseStopping)) }, 503, `{"status":"stopping"}`},
 		{"stopping without backends", nil, func(t *testing.T, r *readyRig) { r.phase.Store(int32(PhaseStopping)) }, 503, `{"status":"stopping"}`},
 	}
 	for _, tt := range tests {
@@ -181,7 +134,7 @@ func TestReadyz(t *testing.T) {
 // TestReadyzFollowsBackends checks that /readyz changes as the backends do and that each
 // change is logged once, however often it is asked.
 func TestReadyzFollowsBackends(t *testing.T) {
-	r := newReadyRig(t, backendOK)
+	r := newReadyRig(t, lbtest.HealthOK)
 	status := func() string {
 		t.Helper()
 		r.check(t)
@@ -213,7 +166,7 @@ func TestReadyzFollowsBackends(t *testing.T) {
 }
 
 func TestClientReadyErrors(t *testing.T) {
-	closed := startBackend(t, backendClosed)
+	closed := lbtest.HealthBackend(t, lbtest.HealthClosed)
 	if _, _, err := (&Client{BaseURL: closed}).Ready(t.Context()); err == nil {
 		t.Error("Ready on a closed port: got no error")
 	}
@@ -223,7 +176,7 @@ func TestClientReadyErrors(t *testing.T) {
 	if ready, _, err := (&Client{BaseURL: other.URL}).Ready(t.Context()); err == nil || ready {
 		t.Errorf("Ready on a server without /readyz: got %t, %v, want an error", ready, err)
 	}
-	frozen := startBackend(t, backendFrozen)
+	frozen := lbtest.HealthBackend(t, lbtest.HealthFrozen)
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	if _, _, err := (&Client{BaseURL: frozen}).Ready(ctx); err == nil {
