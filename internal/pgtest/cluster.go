@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -31,8 +32,16 @@ type ClusterOptions struct {
 	// Empty means a new /tmp/pgtest-* directory, removed by Close.
 	// An already initialised Dir/data is reused as is.
 	Dir string
-	// Port is the TCP port on 127.0.0.1 to listen on; 0 means the unix socket only.
+	// Port is the TCP port to listen on; 0 means the unix socket only.
 	Port int
+	// ListenAddr is the address to listen on with Port. Empty: 127.0.0.1.
+	ListenAddr string
+	// TrustedNetwork, a CIDR such as "198.18.0.0/24", adds a pg_hba.conf line trusting
+	// every user from it (initdb trusts loopback only).
+	TrustedNetwork string
+	// StartServer starts the postgres process; nil: cmd.Start. A lab test passes
+	// (*lab.Host).StartCmd to run the server on a lab host.
+	StartServer func(cmd *exec.Cmd) error
 }
 
 // Cluster is a private PostgreSQL server run from the machine's initdb/postgres binaries.
@@ -41,6 +50,9 @@ type Cluster struct {
 	dir     string
 	ownDir  bool
 	port    int
+	listen  string
+	trusted string
+	startFn func(*exec.Cmd) error
 	binDir  string
 	cred    *syscall.Credential
 	lock    *os.File // flock held while this process owns dir; tells sweepers it is alive
@@ -61,7 +73,14 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{port: opts.Port, binDir: binDir}
+	c := &Cluster{port: opts.Port, listen: opts.ListenAddr, trusted: opts.TrustedNetwork,
+		startFn: opts.StartServer, binDir: binDir}
+	if c.listen == "" {
+		c.listen = "127.0.0.1"
+	}
+	if c.startFn == nil {
+		c.startFn = (*exec.Cmd).Start
+	}
 	if os.Geteuid() == 0 {
 		cred, err := serverCredential()
 		if err != nil {
@@ -111,43 +130,6 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-// FindBinDir returns the directory holding initdb and postgres: the highest version under
-// /usr/lib/postgresql, else the first directory of $PATH that has both. ErrNoPostgres if none.
-func FindBinDir() (string, error) {
-	return findBinDir("/usr/lib/postgresql/*/bin", os.Getenv("PATH"))
-}
-
-func findBinDir(pattern, pathList string) (string, error) {
-	hasBoth := func(d string) bool {
-		return executable(filepath.Join(d, "initdb")) && executable(filepath.Join(d, "postgres"))
-	}
-	dirs, _ := filepath.Glob(pattern)
-	best, bestVer := "", -1.0
-	for _, d := range dirs {
-		if !hasBoth(d) {
-			continue
-		}
-		v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(d)), 64)
-		if v > bestVer {
-			best, bestVer = d, v
-		}
-	}
-	if best != "" {
-		return best, nil
-	}
-	for _, d := range filepath.SplitList(pathList) {
-		if d != "" && hasBoth(d) {
-			return d, nil
-		}
-	}
-	return "", ErrNoPostgres
-}
-
-func executable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
 // serverCredential is the user the server runs as when we are root: postgres, else nobody.
@@ -207,14 +189,38 @@ func (c *Cluster) command(ctx context.Context, name string, args ...string) *exe
 }
 
 func (c *Cluster) initdb(ctx context.Context) error {
-	if _, err := os.Stat(filepath.Join(c.dataDir(), "PG_VERSION")); err == nil {
+	if _, err := os.Stat(filepath.Join(c.dataDir(), "PG_VERSION")); err != nil {
+		cmd := c.command(ctx, "initdb", "-D", c.dataDir(), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+			"--no-locale", "--no-sync", "--no-instructions")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("initdb %s: %w: %s", c.dataDir(), err, bytes.TrimSpace(out))
+		}
+	}
+	return c.trustNetwork()
+}
+
+// trustNetwork adds the pg_hba.conf line for TrustedNetwork, once.
+func (c *Cluster) trustNetwork() error {
+	if c.trusted == "" {
 		return nil
 	}
-	cmd := c.command(ctx, "initdb", "-D", c.dataDir(), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-		"--no-locale", "--no-sync", "--no-instructions")
-	out, err := cmd.CombinedOutput()
+	hba := filepath.Join(c.dataDir(), "pg_hba.conf")
+	b, err := os.ReadFile(hba)
 	if err != nil {
-		return fmt.Errorf("initdb %s: %w: %s", c.dataDir(), err, bytes.TrimSpace(out))
+		return fmt.Errorf("read pg_hba.conf: %w", err)
+	}
+	line := "host all all " + c.trusted + " trust\n"
+	if strings.Contains(string(b), line) {
+		return nil
+	}
+	f, err := os.OpenFile(hba, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open pg_hba.conf: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(line); err != nil {
+		return fmt.Errorf("write pg_hba.conf: %w", err)
 	}
 	return nil
 }
@@ -225,11 +231,16 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.proc != nil {
-		return nil
+		select {
+		case <-c.done: // it died (killed, or its lab host crashed): start it again
+			c.proc, c.done = nil, nil
+		default:
+			return nil
+		}
 	}
 	listen := ""
 	if c.port > 0 {
-		listen = "127.0.0.1"
+		listen = c.listen
 	}
 	port := c.port
 	if port == 0 {
@@ -249,7 +260,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		"-c", "max_connections=200", "-c", "shared_buffers=32MB",
 		"-c", "logging_collector=off", "-c", "log_min_messages=warning")
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	if err := c.startFn(cmd); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
 	done := make(chan struct{})
@@ -266,7 +277,8 @@ func (c *Cluster) Start(ctx context.Context) error {
 	return nil
 }
 
-// waitReady connects every 10 ms until the server answers, exits or ctx ends.
+// waitReady connects (over the unix socket, which every network namespace reaches) every
+// 10 ms until the server answers, exits or ctx ends.
 func (c *Cluster) waitReady(ctx context.Context, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -275,7 +287,7 @@ func (c *Cluster) waitReady(ctx context.Context, exited <-chan struct{}) error {
 	var lastErr error
 	for {
 		cctx, ccancel := context.WithTimeout(ctx, time.Second)
-		conn, err := pgx.Connect(cctx, c.DSN("postgres"))
+		conn, err := pgx.Connect(cctx, c.SocketDSN("postgres"))
 		ccancel()
 		if err == nil {
 			conn.Close(ctx)
@@ -368,65 +380,34 @@ func (c *Cluster) cleanupDir() error {
 	return nil
 }
 
-// Port is the TCP port the server listens on at 127.0.0.1, or 0 for the unix socket only.
+// Port is the TCP port the server listens on (at ListenAddr), or 0 for the unix socket only.
 func (c *Cluster) Port() int { return c.port }
+
+// LogPath is the server's log file.
+func (c *Cluster) LogPath() string { return c.logPath }
 
 // Dir is the directory holding the data directory, the unix socket and postgres.log.
 func (c *Cluster) Dir() string { return c.dir }
 
 // DSN is a connection URL for database db as the postgres superuser (trust auth): over TCP
-// when the cluster has a port, else over its unix socket.
+// to ListenAddr when the cluster has a port, else over its unix socket.
 func (c *Cluster) DSN(db string) string {
 	if c.port > 0 {
 		u := url.URL{Scheme: "postgres", User: url.User("postgres"),
-			Host: "127.0.0.1:" + strconv.Itoa(c.port), Path: "/" + db, RawQuery: "sslmode=disable"}
+			Host: net.JoinHostPort(c.listen, strconv.Itoa(c.port)), Path: "/" + db, RawQuery: "sslmode=disable"}
 		return u.String()
 	}
-	q := url.Values{"host": {c.dir}, "port": {strconv.Itoa(socketPort)}, "sslmode": {"disable"}}
+	return c.SocketDSN(db)
+}
+
+// SocketDSN is a connection URL for database db over the cluster's unix socket, which a
+// test reaches from any network namespace (a cluster on a lab host included).
+func (c *Cluster) SocketDSN(db string) string {
+	port := c.port
+	if port == 0 {
+		port = socketPort
+	}
+	q := url.Values{"host": {c.dir}, "port": {strconv.Itoa(port)}, "sslmode": {"disable"}}
 	u := url.URL{Scheme: "postgres", User: url.User("postgres"), Path: "/" + db, RawQuery: q.Encode()}
 	return u.String()
-}
-
-// sweepStale removes /tmp/pgtest-* directories left by test binaries that died: their lock is
-// free and their postmaster (if any) is gone. Directories without a lock file are left for a
-// minute, as their creator may be about to take it.
-func sweepStale() {
-	dirs, _ := filepath.Glob("/tmp/pgtest-*")
-	for _, d := range dirs {
-		fi, err := os.Lstat(d)
-		if err != nil || !fi.IsDir() {
-			continue
-		}
-		f, err := os.OpenFile(filepath.Join(d, "lock"), os.O_RDWR, 0)
-		if err != nil {
-			if time.Since(fi.ModTime()) < time.Minute {
-				continue
-			}
-		} else {
-			if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-				f.Close()
-				continue // its owner is alive
-			}
-		}
-		if !postmasterAlive(d) {
-			os.RemoveAll(d)
-		}
-		if f != nil {
-			f.Close()
-		}
-	}
-}
-
-func postmasterAlive(dir string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
-	if err != nil {
-		return false
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 0 {
-		return false
-	}
-	err = syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
