@@ -1,0 +1,85 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+)
+
+// In-process sockets on a host. Each is created by a thread that has entered the host's
+// network namespace and gone back at once (see netns.do); the socket stays in the host's
+// namespace for life, so a test's own client or server takes part as that host. The lab
+// has no DNS: addresses are IP literals.
+
+// DialContext connects to address (an IP literal and port, e.g. "198.18.0.3:443") from
+// the host, as net.Dialer.DialContext does; network is "tcp", "tcp4", "udp" or "udp4". It
+// fits http.Transport.DialContext.
+func (h *Host) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	if _, err := netip.ParseAddrPort(address); err != nil {
+		return nil, fmt.Errorf("lab: dial %s from %s: want an IP literal and a port (the lab has no DNS): %w", address, h.name, err)
+	}
+	var d net.Dialer
+	var conn net.Conn
+	// With one literal address the dialer makes its socket on this goroutine: no
+	// happy-eyeballs racer runs elsewhere.
+	err := h.ns.do(func() error {
+		var err error
+		conn, err = d.DialContext(ctx, network, address)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab: from %s: %w", h.name, err)
+	}
+	return conn, nil
+}
+
+// Listen listens on address (e.g. ":8080", or the host's address and a port) in the host,
+// as net.Listen does, for "tcp" or "tcp4". Connections it accepts are the host's too.
+func (h *Host) Listen(network, address string) (net.Listener, error) {
+	var ln net.Listener
+	err := h.ns.do(func() error {
+		var err error
+		ln, err = net.Listen(network, address)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab: on %s: %w", h.name, err)
+	}
+	return ln, nil
+}
+
+// ListenPacket is net.ListenPacket in the host, for "udp" or "udp4".
+func (h *Host) ListenPacket(network, address string) (net.PacketConn, error) {
+	var pc net.PacketConn
+	err := h.ns.do(func() error {
+		var err error
+		pc, err = net.ListenPacket(network, address)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab: on %s: %w", h.name, err)
+	}
+	return pc, nil
+}
+
+// HTTPTransport is an http.Transport whose connections start from the host: a clone of
+// http.DefaultTransport with no proxy, DialContext set to the host's and a 5 s TLS
+// handshake timeout. Set TLSClientConfig for HTTPS. Close its idle connections when done.
+func (h *Host) HTTPTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.DialContext = h.DialContext
+	t.DialTLSContext = nil
+	t.TLSHandshakeTimeout = 5 * time.Second
+	t.MaxIdleConnsPerHost = 100
+	return t
+}
+
+// HTTPClient is an http.Client on a new HTTPTransport of the host, with the given overall
+// request timeout (0: none).
+func (h *Host) HTTPClient(timeout time.Duration) *http.Client {
+	return &http.Client{Transport: h.HTTPTransport(), Timeout: timeout}
+}
