@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"outrigger/internal/lab"
+	"outrigger/internal/lbtest"
 )
 
 // TestKeepalivedPair runs keepalived/keepalived.conf and lb-notify.sh on two lab hosts
@@ -86,14 +87,14 @@ func TestKeepalivedPair(t *testing.T) {
 	if err := p.lab.Partition(t.Context(), first.host, second.host); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 3*time.Second, "both nodes MASTER (two nodes cannot break the tie)", func() bool { return len(p.holders(t)) == 2 })
+	lbtest.WaitFor(t, 3*time.Second, "both nodes MASTER (two nodes cannot break the tie)", func() bool { return len(p.holders(t)) == 2 })
 	if err := p.lab.Heal(t.Context(), first.host, second.host); err != nil {
 		t.Fatal(err)
 	}
 	higher := p.nodes[1] // lb-b has the higher address: at equal priorities it wins
 	t.Logf("%s alone held the address %v after the partition healed", higher.name(), p.waitMove(t, higher, 2*time.Second))
 	mac := macOf(t, higher)
-	waitUntil(t, 3*time.Second, "the client's ARP entry for the address pointing at "+higher.name(), func() bool {
+	lbtest.WaitFor(t, 3*time.Second, "the client's ARP entry for the address pointing at "+higher.name(), func() bool {
 		out, err := p.client.Run(t.Context(), "ip", "neigh", "show", p.vip.String())
 		return err == nil && strings.Contains(out, mac)
 	})
@@ -171,7 +172,7 @@ func macOf(t testing.TB, n *lbNode) string {
 // the address staying put afterwards means equal priorities do not preempt.
 func recovered(t testing.TB, p *lbPair, n *lbNode) {
 	t.Helper()
-	waitUntil(t, 15*time.Second, n.name()+" back at priority 100", func() bool {
+	lbtest.WaitFor(t, 15*time.Second, n.name()+" back at priority 100", func() bool {
 		log := n.keepalived.Log()
 		ok, failed := strings.LastIndex(log, "VRRP_Script(lb_ready) succeeded"), strings.LastIndex(log, "VRRP_Script(lb_ready) failed")
 		lost, gained := strings.LastIndex(log, "Quorum lost"), strings.LastIndex(log, "Quorum gained")
@@ -186,7 +187,7 @@ func checkLo(t *testing.T, p *lbPair) {
 	holder := p.waitHolder(t, 5*time.Second)
 	for _, n := range p.nodes {
 		want := n != holder
-		waitUntil(t, 5*time.Second, n.name()+" lo", func() bool {
+		lbtest.WaitFor(t, 5*time.Second, n.name()+" lo", func() bool {
 			addrs, err := n.host.Addrs()
 			if err != nil {
 				t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"outrigger/internal/lab"
+	"outrigger/internal/lbtest"
 )
 
 // A pair of lbs in the lab, running keepalived/keepalived.conf and lb-notify.sh as they
@@ -204,7 +205,7 @@ func (p *lbPair) startLB(t testing.TB, n *lbNode) {
 		t.Fatal(err)
 	}
 	n.lb = proc
-	waitUntil(t, 10*time.Second, "the stand-in lb on "+n.name()+" ready", func() bool {
+	lbtest.WaitFor(t, 10*time.Second, "the stand-in lb on "+n.name()+" ready", func() bool {
 		_, err := n.host.Run(t.Context(), n.bin, "ready")
 		return err == nil
 	})
@@ -254,7 +255,7 @@ func (p *lbPair) holders(t testing.TB) []*lbNode {
 func (p *lbPair) waitHolder(t testing.TB, limit time.Duration) *lbNode {
 	t.Helper()
 	var h []*lbNode
-	waitUntil(t, limit, "a single holder of "+p.vip.String(), func() bool {
+	lbtest.WaitFor(t, limit, "a single holder of "+p.vip.String(), func() bool {
 		h = p.holders(t)
 		return len(h) == 1
 	})
@@ -265,7 +266,7 @@ func (p *lbPair) waitHolder(t testing.TB, limit time.Duration) *lbNode {
 func (p *lbPair) waitMove(t testing.TB, n *lbNode, limit time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	waitUntil(t, limit, n.name()+" alone holding "+p.vip.String(), func() bool {
+	lbtest.WaitFor(t, limit, n.name()+" alone holding "+p.vip.String(), func() bool {
 		h := p.holders(t)
 		return len(h) == 1 && h[0] == n
 	})
@@ -295,17 +296,6 @@ func names(nodes []*lbNode) []string {
 		out = append(out, n.name())
 	}
 	return out
-}
-
-func waitUntil(t testing.TB, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // get fetches url from the client host on c and returns the node that answered.

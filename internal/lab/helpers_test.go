@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"outrigger/internal/lbtest"
 )
 
 // helperEnv makes the test binary a helper process instead of running tests:
@@ -76,7 +78,7 @@ func startEcho(t *testing.T, h *Host) *Proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "echo server listening", func() bool { return strings.Contains(p.Log(), "listening") })
+	lbtest.WaitFor(t, 10*time.Second, "echo server listening", func() bool { return strings.Contains(p.Log(), "listening") })
 	return p
 }
 
@@ -122,17 +124,6 @@ func echoOnce(c net.Conn, timeout time.Duration) error {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
-}
-
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func addr(h *Host, port string) string { return net.JoinHostPort(h.Addr().String(), port) }

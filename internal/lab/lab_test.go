@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"outrigger/internal/lbtest"
 )
 
 // TestHostsTalk: hosts reach each other both ways, in-process and through a process, and
@@ -56,7 +58,7 @@ func TestStartAsUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the helper's first line", func() bool { return strings.Contains(p.Log(), "uid") })
+	lbtest.WaitFor(t, 10*time.Second, "the helper's first line", func() bool { return strings.Contains(p.Log(), "uid") })
 	if !strings.Contains(p.Log(), "uid 65534") {
 		t.Errorf("log of a process started as nobody: %q, want uid 65534", p.Log())
 	}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"outrigger/internal/lbtest"
 )
 
 // labNamespaces lists the network namespaces whose name starts with prefix.
@@ -59,7 +61,7 @@ func TestCloseLeavesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "the shell's trap", func() bool { return strings.Contains(p.Log(), "ready") })
+		lbtest.WaitFor(t, 5*time.Second, "the shell's trap", func() bool { return strings.Contains(p.Log(), "ready") })
 		procs = append(procs, p)
 		if _, err := h.Run(t.Context(), "sh", "-c", "sleep 600 >/dev/null 2>&1 &"); err != nil {
 			t.Fatal(err)

@@ -22,47 +22,35 @@ func (h *Host) DialContext(ctx context.Context, network, address string) (net.Co
 		return nil, fmt.Errorf("lab: dial %s from %s: want an IP literal and a port (the lab has no DNS): %w", address, h.name, err)
 	}
 	var d net.Dialer
-	var conn net.Conn
 	// With one literal address the dialer makes its socket on this goroutine: no
 	// happy-eyeballs racer runs elsewhere.
-	err := h.ns.do(func() error {
-		var err error
-		conn, err = d.DialContext(ctx, network, address)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("lab: from %s: %w", h.name, err)
-	}
-	return conn, nil
+	return inHost(h, func() (net.Conn, error) { return d.DialContext(ctx, network, address) })
 }
 
 // Listen listens on address (e.g. ":8080", or the host's address and a port) in the host,
 // as net.Listen does, for "tcp" or "tcp4". Connections it accepts are the host's too.
 func (h *Host) Listen(network, address string) (net.Listener, error) {
-	var ln net.Listener
-	err := h.ns.do(func() error {
-		var err error
-		ln, err = net.Listen(network, address)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("lab: on %s: %w", h.name, err)
-	}
-	return ln, nil
+	return inHost(h, func() (net.Listener, error) { return net.Listen(network, address) })
 }
 
 // ListenPacket is net.ListenPacket in the host, for "udp" or "udp4".
 func (h *Host) ListenPacket(network, address string) (net.PacketConn, error) {
-	var pc net.PacketConn
+	return inHost(h, func() (net.PacketConn, error) { return net.ListenPacket(network, address) })
+}
+
+// inHost runs fn in the host's network namespace (see netns.do) and returns its result.
+func inHost[T any](h *Host, fn func() (T, error)) (T, error) {
+	var v T
 	err := h.ns.do(func() error {
 		var err error
-		pc, err = net.ListenPacket(network, address)
+		v, err = fn()
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("lab: on %s: %w", h.name, err)
+		var zero T
+		return zero, fmt.Errorf("lab: on %s: %w", h.name, err)
 	}
-	return pc, nil
+	return v, nil
 }
 
 // HTTPTransport is an http.Transport whose connections start from the host: a clone of
