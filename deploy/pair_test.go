@@ -30,13 +30,9 @@ func renderKeepalived(t testing.TB, vars map[string]string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := string(b)
-	for name, value := range vars {
-		re := regexp.MustCompile(`(?m)^\$` + regexp.QuoteMeta(name) + `=.*$`)
-		if !re.MatchString(conf) {
-			t.Fatalf("keepalived.conf defines no $%s", name)
-		}
-		conf = re.ReplaceAllLiteralString(conf, "$"+name+"="+value)
+	conf, err := lab.SetDefinitions(string(b), vars)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return conf
 }
@@ -211,24 +207,16 @@ func (p *lbPair) startLB(t testing.TB, n *lbNode) {
 	})
 }
 
-// startKeepalived starts keepalived in the foreground, VRRP only, pid files in the host's
-// run directory. It starts in this process's network namespace and enters the host's
-// itself (--namespace), as keepalived's process tracking needs: it works only when
-// keepalived starts in the initial namespace, as it does on a VM.
+// startKeepalived starts keepalived on n (lab.Host.StartKeepalived), with the fake
+// logger first on its scripts' PATH and the notify hook set.
 func (p *lbPair) startKeepalived(t testing.TB, n *lbNode) {
 	t.Helper()
-	run := n.host.RunDir()
-	env := []string{
-		"PATH=" + p.scripts.dir + ":" + os.Getenv("PATH"), // the fake logger
+	proc, err := n.host.StartKeepalived(t.Context(), n.conf, []string{
+		"PATH=" + p.scripts.dir + ":" + os.Getenv("PATH"),
 		"NOTIFY_LOG=" + filepath.Join(n.host.Dir(), "notify.log"),
 		"LB_NOTIFY_HOOK=" + p.scripts.hook,
 		"HOOK_LOG=" + filepath.Join(n.host.Dir(), "hook.log"),
-	}
-	proc, err := n.host.Start(t.Context(), lab.ProcSpec{Name: "keepalived", Env: env, EntersItself: true, Argv: []string{
-		"keepalived", "--dont-fork", "--log-console", "--log-detail", "--no-syslog", "--vrrp",
-		"--namespace", n.host.Namespace(), "-f", n.conf,
-		"-p", filepath.Join(run, "keepalived.pid"), "-r", filepath.Join(run, "vrrp.pid"),
-	}})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

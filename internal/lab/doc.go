@@ -57,7 +57,9 @@
 //     excepted, so each sees the other fall silent); other pairs are untouched.
 //
 // Host.SetSysctl sets a host's net.* sysctls (per namespace); Lab.Holders tells which hosts
-// carry an address on a live link (who holds a virtual IP).
+// carry an address on a live link (who holds a virtual IP). Host.StartKeepalived runs
+// keepalived on a host the one way its process tracking works, and SetDefinitions renders
+// deploy/keepalived's example configuration with lab addresses.
 //
 // The lab needs root and iproute2 and nftables (keepalived, pg_auto_failover and sshd for
 // the tests that run them); .ci/run installs them all. See the README's "The lab".

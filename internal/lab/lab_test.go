@@ -378,3 +378,16 @@ func TestMissingTool(t *testing.T) {
 		}
 	}
 }
+
+// TestSetDefinitions: definitions are replaced whole, others kept, unknown names refused.
+func TestSetDefinitions(t *testing.T) {
+	conf := "$SELF=10.0.0.2\n$SELFISH=x\n$VIP=203.0.113.10\nunicast_src_ip $SELF\n"
+	got, err := SetDefinitions(conf, map[string]string{"SELF": "198.18.0.2", "VIP": "198.18.0.9"})
+	want := "$SELF=198.18.0.2\n$SELFISH=x\n$VIP=198.18.0.9\nunicast_src_ip $SELF\n"
+	if err != nil || got != want {
+		t.Errorf("SetDefinitions: got %q, %v; want %q", got, err, want)
+	}
+	if _, err := SetDefinitions(conf, map[string]string{"PEER": "x"}); err == nil || !strings.Contains(err.Error(), "$PEER") {
+		t.Errorf("SetDefinitions of an undefined name: %v, want an error naming it", err)
+	}
+}
