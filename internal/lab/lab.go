@@ -35,13 +35,11 @@ type Options struct {
 // Lab is a set of hosts, each a network namespace, joined by one bridge that lives in a
 // namespace of its own. Its methods are safe for concurrent use.
 type Lab struct {
-	name   string // "olab-PID-N": the switch's namespace and the directory's name
-	dir    string
-	sw     netns
-	opts   Options
-	pid    int
-	logf   func(string, ...any)
-	closed chan struct{}
+	name string // "olab-PID-N": the switch's namespace and the directory's name
+	dir  string
+	sw   netns
+	opts Options
+	pid  int
 
 	mu     sync.Mutex
 	hosts  []*Host
@@ -93,9 +91,8 @@ func New(ctx context.Context, opts Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
 	l := &Lab{
-		name: filepath.Base(dir), dir: dir, opts: opts, pid: pid, logf: logf,
-		closed: make(chan struct{}),
-		used:   map[netip.Addr]bool{},
+		name: filepath.Base(dir), dir: dir, opts: opts, pid: pid,
+		used: map[netip.Addr]bool{},
 	}
 	l.sw = netns(l.name)
 	if err := l.buildSwitch(ctx); err != nil {
@@ -236,7 +233,6 @@ func (l *Lab) Close() error {
 	l.isShut = true
 	hosts := slices.Clone(l.hosts)
 	l.mu.Unlock()
-	close(l.closed)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
