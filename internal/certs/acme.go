@@ -89,6 +89,7 @@ func newACME(ctx context.Context, cfg lbconfig.ACME, logger *slog.Logger, expiry
 		a.lock = pc.issueLock
 		a.closer = pc.Close
 	}
+	a.exportConfigured(ctx, autocert.DirCache(cfg.CacheDir))
 	a.m = &autocert.Manager{
 		Prompt:      autocert.AcceptTOS,
 		HostPolicy:  autocert.HostWhitelist(cfg.Domains...),
@@ -102,6 +103,27 @@ func newACME(ctx context.Context, cfg lbconfig.ACME, logger *slog.Logger, expiry
 		},
 	}
 	return a, nil
+}
+
+// exportConfigured gives every configured name an expiry series from the
+// start, so that a name whose certificate was never issued can alert: the
+// NotAfter of the certificate cache_dir holds for it (every cache writes
+// through to cache_dir), else 0 until one is served. It only peeks: the
+// certificate in use is still autocert's choice at the first handshake.
+func (a *acmeCerts) exportConfigured(ctx context.Context, dir autocert.DirCache) {
+	for _, name := range a.domains {
+		var notAfter int64
+		for _, key := range []string{name, name + "+rsa"} {
+			data, err := dir.Get(ctx, key)
+			if err != nil {
+				continue
+			}
+			if leaf, err := leafFromPEM(data); err == nil && leaf.NotAfter.Unix() > notAfter {
+				notAfter = leaf.NotAfter.Unix()
+			}
+		}
+		a.expiry.WithLabelValues(strings.ToLower(name)).Set(float64(notAfter))
+	}
 }
 
 func (a *acmeCerts) close() {

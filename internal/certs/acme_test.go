@@ -94,6 +94,10 @@ func TestACMETLSALPN01ThenRestartFromCache(t *testing.T) {
 	cacheDir := t.TempDir()
 	cfg := acmeConfig(p, cacheDir, testName)
 	lb := startACMELB(t, cfg, httpsLn, nil)
+	// The name has a series before any handshake: 0, no certificate yet.
+	if got, ok := gaugeValue(t, lb.reg, testName); !ok || got != 0 {
+		t.Errorf("expiry metric before issuance: got %v (present %v), want 0", got, ok)
+	}
 
 	start := time.Now()
 	resp, body, err := get(t, lb.https, testName, p.Roots)
@@ -163,6 +167,10 @@ func TestACMETLSALPN01ThenRestartFromCache(t *testing.T) {
 	// certificate while the CA is down.
 	p.Close()
 	lb2 := startACMELB(t, cfg, listen(t), nil)
+	// Before its first handshake, the restarted lb exports the cached certificate's expiry.
+	if got, ok := gaugeValue(t, lb2.reg, testName); !ok || got != float64(leaf.NotAfter.Unix()) {
+		t.Errorf("restarted expiry metric before a handshake: got %v (present %v), want %d", got, ok, leaf.NotAfter.Unix())
+	}
 	start = time.Now()
 	resp, _, err = get(t, lb2.https, testName, p.Roots)
 	if err != nil {
@@ -284,8 +292,14 @@ func TestACMEFailuresStayPerName(t *testing.T) {
 
 func TestACMECADown(t *testing.T) {
 	dir := "https://127.0.0.1:" + itoa(deadPort(t)) + "/dir"
-	cfg := lbconfig.TLS{ACME: &lbconfig.ACME{Domains: []string{testName}, DirectoryURL: dir, CacheDir: t.TempDir()}}
+	cfg := lbconfig.TLS{ACME: &lbconfig.ACME{Domains: []string{testName, "Second.test"}, DirectoryURL: dir, CacheDir: t.TempDir()}}
 	lb := startACMELB(t, cfg, listen(t), nil)
+	// A name never issued has a series from the start (0), so an alert can see it.
+	for _, name := range []string{testName, "second.test"} {
+		if got, ok := gaugeValue(t, lb.reg, name); !ok || got != 0 {
+			t.Errorf("expiry metric for %s with no certificate: got %v (present %v), want 0", name, got, ok)
+		}
+	}
 	start := time.Now()
 	if _, err := handshake(lb.https, testName); err == nil {
 		t.Fatal("handshake succeeded with the CA down, want failure")

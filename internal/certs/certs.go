@@ -50,7 +50,7 @@ func New(ctx context.Context, cfg lbconfig.TLS, logger *slog.Logger, reg prometh
 		log: logger,
 		expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "lb_certificate_expiry_timestamp_seconds",
-			Help: "NotAfter of the certificate served for a name, in Unix seconds.",
+			Help: "NotAfter of the certificate served for a name, in Unix seconds; 0 for a tls.acme name without a certificate yet.",
 		}, []string{"name"}),
 	}
 	switch {
