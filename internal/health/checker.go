@@ -36,6 +36,10 @@ const (
 	resultOK       = "ok"
 	resultFail     = "fail"
 	resultDraining = "draining"
+	// resultDegraded is a 503 {"status":"degraded"}: the app runs but says it cannot
+	// serve (its database does not answer). It counts toward Fall like any failure;
+	// the label lets an alert tell it apart from a backend that is gone.
+	resultDegraded = "degraded"
 )
 
 // maxBody is how much of a health answer is read.
@@ -43,7 +47,7 @@ const maxBody = 4 << 10
 
 // Checker checks every target with GET Path: 200 {"status":"ok"} passes (and gives the
 // version), 503 {"status":"draining"} takes the backend out at once, anything else counts
-// toward Fall. One pass admits a backend that has never been up; after that Rise applies.
+// toward Fall (503 {"status":"degraded"} under a result label of its own). One pass admits a backend that has never been up; after that Rise applies.
 // Checks come faster while a backend is changing state. Only transitions are logged.
 type Checker struct {
 	targets Targets
@@ -91,7 +95,7 @@ func NewChecker(cfg Config, targets Targets, rep Reporter, client *http.Client, 
 	c := &Checker{
 		targets: targets, rep: rep, client: client, logger: logger,
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "lb_health_checks_total", Help: "Active health checks by backend and result (ok, fail, draining).",
+			Name: "lb_health_checks_total", Help: "Active health checks by backend and result (ok, fail, draining, degraded).",
 		}, []string{"backend", "result"}),
 		jitter: rand.Int64N,
 		now:    time.Now,
@@ -260,6 +264,8 @@ func (c *Checker) probe(ctx context.Context, cfg *Config, base string) probeResu
 		pr.result, pr.version = resultOK, hb.Version
 	case res.StatusCode == http.StatusServiceUnavailable && jerr == nil && hb.Status == "draining":
 		pr.result, pr.version, pr.errText = resultDraining, hb.Version, "backend is draining"
+	case res.StatusCode == http.StatusServiceUnavailable && jerr == nil && hb.Status == "degraded":
+		pr.result, pr.version, pr.errText = resultDegraded, hb.Version, "backend is degraded (status 503, \"degraded\")"
 	case jerr != nil:
 		pr.errText = fmt.Sprintf("status %d, body is not health JSON", res.StatusCode)
 	default:

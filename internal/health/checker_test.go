@@ -256,3 +256,32 @@ func TestSetConfig(t *testing.T) {
 		t.Errorf("after SetConfig %+v", got)
 	}
 }
+
+// A degraded app (503 {"status":"degraded"}: its database does not answer)
+// fails its checks like any failure, under a result label of its own, so an
+// alert can tell "the app says it cannot serve" from "the app is gone".
+func TestDegradedAnswerCountsTowardFall(t *testing.T) {
+	hs := newHealthServer(t)
+	pool := newFakePool()
+	pool.add("a", hs.URL)
+	c, reg, _ := newTestChecker(t, Config{Rise: 2, Fall: 2}, pool)
+	c.CheckAll(bg())
+	hs.mode.Store(modeDegraded)
+	c.CheckAll(bg())
+	if !pool.IsHealthy("a") {
+		t.Error("one degraded answer took the backend out; want it to count toward fall (2)")
+	}
+	c.CheckAll(bg())
+	if pool.IsHealthy("a") {
+		t.Error("two degraded answers left the backend up; want down at fall")
+	}
+	if r := pool.last("a"); r.ok || !strings.Contains(r.errText, "degraded") {
+		t.Errorf("report %+v, want not ok with a degraded error", r)
+	}
+	if got := checkCount(t, reg, "a", "degraded"); got != 2 {
+		t.Errorf("lb_health_checks_total{a,degraded} = %v, want 2", got)
+	}
+	if got := checkCount(t, reg, "a", "fail"); got != 0 {
+		t.Errorf("lb_health_checks_total{a,fail} = %v, want 0 (degraded is counted apart)", got)
+	}
+}
