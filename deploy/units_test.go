@@ -79,7 +79,7 @@ var units = []struct {
 		file:   "systemd/lb.service",
 		binary: "/opt/outrigger/current/lb",
 		want: map[string]string{
-			"ExecReload":            "/bin/kill -HUP $MAINPID",
+			"ExecReload":            "/opt/outrigger/current/lb reload -config /etc/lb/lb.yaml",
 			"AmbientCapabilities":   "CAP_NET_BIND_SERVICE",
 			"CapabilityBoundingSet": "CAP_NET_BIND_SERVICE",
 			"StateDirectory":        "lb",

@@ -141,6 +141,13 @@ func eachLB(targets []target, what string, stderr io.Writer, op func(t target) e
 // and resolves the flags and environment into one client per lb.
 func adminCommand(name, argsUsage string, nargs int, args []string, getenv func(string) string, stderr io.Writer,
 	extra func(fs *flag.FlagSet)) ([]target, []string, error) {
+	return adminCommandWith(name, argsUsage, nargs, args, getenv, stderr, extra, nil)
+}
+
+// adminCommandWith is adminCommand with prepare, which may fill in admin
+// flags after parsing and before they are resolved.
+func adminCommandWith(name, argsUsage string, nargs int, args []string, getenv func(string) string, stderr io.Writer,
+	extra func(fs *flag.FlagSet), prepare func(*adminFlags) error) ([]target, []string, error) {
 	fs := newFlagSet(name, argsUsage, stderr)
 	af := &adminFlags{}
 	af.register(fs)
@@ -153,6 +160,11 @@ func adminCommand(name, argsUsage string, nargs int, args []string, getenv func(
 	if fs.NArg() != nargs {
 		fs.Usage()
 		return nil, nil, usagef("%s: want %s (flags first), got %d argument(s)", name, argsUsage, fs.NArg())
+	}
+	if prepare != nil {
+		if err := prepare(af); err != nil {
+			return nil, nil, err
+		}
 	}
 	targets, err := af.clients(getenv)
 	if err != nil {

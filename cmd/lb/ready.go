@@ -109,31 +109,52 @@ func readyTarget(flagURL, cfgPath string, getenv func(string) string, cas *[]str
 // itself refuses a bad file at reload and keeps running). A listen address without a
 // host, or on every interface, is asked on 127.0.0.1.
 func adminURLFromConfig(path string, cas *[]string) (string, error) {
+	a, err := readAdminBlock(path)
+	if err != nil {
+		return "", err
+	}
+	u, err := adminURLOf(a)
+	if err != nil {
+		return "", fmt.Errorf("config %s: %w", path, err)
+	}
+	if a.CertFile != "" {
+		*cas = append(*cas, a.CertFile)
+	}
+	return u, nil
+}
+
+// readAdminBlock returns the admin block of lb's config file, read leniently (see
+// adminURLFromConfig), with DESIGN's default address when it names none.
+func readAdminBlock(path string) (lbconfig.Admin, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("read config: %w", err)
+		return lbconfig.Admin{}, fmt.Errorf("read config: %w", err)
 	}
 	var file struct {
 		Admin lbconfig.Admin `yaml:"admin"`
 	}
 	if err := yaml.Unmarshal(data, &file); err != nil {
-		return "", fmt.Errorf("config %s: %w", path, err)
+		return lbconfig.Admin{}, fmt.Errorf("config %s: %w", path, err)
 	}
-	listen := file.Admin.Listen
-	if listen == "" {
-		listen = lbconfig.DefaultAdminListen
+	if file.Admin.Listen == "" {
+		file.Admin.Listen = lbconfig.DefaultAdminListen
 	}
-	host, port, err := net.SplitHostPort(listen)
+	return file.Admin, nil
+}
+
+// adminURLOf is the URL at which this host reaches the admin listener a: https with
+// cert_file; no host, or every interface, is asked on 127.0.0.1.
+func adminURLOf(a lbconfig.Admin) (string, error) {
+	host, port, err := net.SplitHostPort(a.Listen)
 	if err != nil {
-		return "", fmt.Errorf("config %s: admin.listen %q: %w", path, listen, err)
+		return "", fmt.Errorf("admin.listen %q: %w", a.Listen, err)
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
 	scheme := "http"
-	if file.Admin.CertFile != "" {
+	if a.CertFile != "" {
 		scheme = "https"
-		*cas = append(*cas, file.Admin.CertFile)
 	}
 	return parseAdminURL(scheme + "://" + net.JoinHostPort(host, port))
 }

@@ -52,6 +52,7 @@ Commands:
   remove NAME                    drain, wait and remove a backend
   rollout [flags] -- CMD ARGS... replace every backend, one at a time
   ready [flags]                  exit 0 if this lb's /readyz says ready, else 1 (keepalived's check)
+  reload [-config FILE]          make the running lb re-read its config; exit non-zero with the problems if refused
   version                        print the version (also: lb -version)
 
 The admin commands take -admin URL (repeatable: the same operation on every lb
@@ -92,6 +93,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		return runRollout(ctx, rest, getenv, stdout, stderr)
 	case "ready":
 		return runReady(ctx, rest, getenv, stdout, stderr)
+	case "reload":
+		return runReload(ctx, rest, getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "lb", version)
 		return nil

@@ -53,6 +53,7 @@ type lbServer struct {
 	fastPath bool // HTTP/1 on balancer.FastPath (LB_FAST_PATH=off: all on net/http)
 
 	reloadMu sync.Mutex   // serialises reloads
+	reloads  *reloadRecord
 	phase    atomic.Int32 // an admin.Phase: starting, serving (public listeners started), stopping
 	cfg      atomic.Pointer[lbconfig.Config]
 	token    atomic.Pointer[string]
@@ -144,6 +145,11 @@ func (s *lbServer) build(ctx context.Context, cfg *lbconfig.Config) error {
 		if err := s.reg.Register(c); err != nil {
 			return fmt.Errorf("register metrics: %w", err)
 		}
+	}
+	var err error
+
+	if s.reloads, err = newReloadRecord(s.reg, s.cfgPath, time.Now()); err != nil {
+		return err
 	}
 
 	resolver, err := clientip.NewResolver(cfg.TrustedProxies)
@@ -278,8 +284,9 @@ func (s *lbServer) adminHandler() http.Handler {
 			s.checker.Sync()
 			s.saveState()
 		},
-		Version: version,
-		Phase:   func() admin.Phase { return admin.Phase(s.phase.Load()) },
+		Version:  version,
+		Phase:    func() admin.Phase { return admin.Phase(s.phase.Load()) },
+		Reloader: s,
 	})
 	// Polls of the API, metrics and health are not worth a line each; changes are. /readyz
 	// is polled by keepalived every second, 503 or not: its handler logs each change instead.
@@ -352,7 +359,7 @@ func (s *lbServer) serve(ctx context.Context) error {
 	for {
 		select {
 		case <-reload:
-			err := s.reload(ctx)
+			_, err := s.reload(ctx, "signal")
 			if s.hooks.reloaded != nil {
 				s.hooks.reloaded(err)
 			}

@@ -160,18 +160,59 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
+// Reload asks lb to re-read its config file (as SIGHUP does) and returns
+// the outcome. A refused file is not an error of the call: the outcome has
+// OK false and Error naming every problem.
+func (c *Client) Reload(ctx context.Context) (Reload, error) {
+	var out Reload
+	status, data, err := c.send(ctx, http.MethodPost, "/api/reload", nil)
+	if err != nil {
+		return Reload{}, fmt.Errorf("reload: %w", err)
+	}
+	if status != http.StatusUnprocessableEntity {
+		if err := decodeAnswer(status, data, &out); err != nil {
+			return Reload{}, fmt.Errorf("reload: %w", err)
+		}
+		return out, nil
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return Reload{}, fmt.Errorf("reload: decode answer: %w", err)
+	}
+	return out, nil
+}
+
+// LastReload returns the outcome of lb's last configuration load.
+func (c *Client) LastReload(ctx context.Context) (Reload, error) {
+	var out Reload
+	if err := c.do(ctx, http.MethodGet, "/api/reload", nil, &out); err != nil {
+		return Reload{}, fmt.Errorf("last reload: %w", err)
+	}
+	return out, nil
+}
+
+// do sends one call and decodes a 2xx answer into out (if not nil); any
+// other status is an *APIError.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	status, data, err := c.send(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	return decodeAnswer(status, data, out)
+}
+
+// send sends one call and returns the status and the (bounded) body.
+func (c *Client) send(ctx context.Context, method, path string, in any) (int, []byte, error) {
 	var body io.Reader
 	if in != nil {
 		buf, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("encode request: %w", err)
+			return 0, nil, fmt.Errorf("encode request: %w", err)
 		}
 		body = bytes.NewReader(buf)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, body)
 	if err != nil {
-		return fmt.Errorf("build request: %w", err)
+		return 0, nil, fmt.Errorf("build request: %w", err)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -180,23 +221,29 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return fmt.Errorf("read answer: %w", err)
+		return 0, nil, fmt.Errorf("read answer: %w", err)
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+	return resp.StatusCode, data, nil
+}
+
+// decodeAnswer turns a non-2xx answer into an *APIError and decodes a 2xx
+// one into out (if not nil).
+func decodeAnswer(status int, data []byte, out any) error {
+	if status < 200 || status > 299 {
 		var eb errorBody
 		msg := strings.TrimSpace(string(data))
 		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
 			msg = eb.Error
 		}
 		if msg == "" {
-			msg = http.StatusText(resp.StatusCode)
+			msg = http.StatusText(status)
 		}
-		return &APIError{Status: resp.StatusCode, Message: msg}
+		return &APIError{Status: status, Message: msg}
 	}
 	if out == nil {
 		return nil

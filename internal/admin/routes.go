@@ -14,8 +14,12 @@ func (s *server) routes() http.Handler {
 	api.Handle("DELETE /api/backends/{name}", s.handleRemove())
 	api.Handle("POST /api/backends/{name}/drain", s.handleDrain())
 	api.Handle("POST /api/backends/{name}/enable", s.handleEnable())
+	if s.opts.Reloader != nil {
+		api.Handle("GET /api/reload", s.handleLastReload())
+		api.Handle("POST /api/reload", s.handleReload())
+	}
 	api.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if allow := allowed(r.URL.Path); allow != "" {
+		if allow := allowed(r.URL.Path, s.opts.Reloader != nil); allow != "" {
 			w.Header().Set("Allow", allow)
 			writeError(w, http.StatusMethodNotAllowed, "method not allowed; allowed: "+allow)
 			return
@@ -35,8 +39,12 @@ func (s *server) routes() http.Handler {
 	return mux
 }
 
-// allowed returns the methods of the API route that path names ("" if none).
-func allowed(path string) string {
+// allowed returns the methods of the API route that path names ("" if none);
+// reload says whether /api/reload exists.
+func allowed(path string, reload bool) string {
+	if path == "/api/reload" && reload {
+		return "GET, POST"
+	}
 	rest, ok := strings.CutPrefix(path, "/api/backends")
 	switch {
 	case !ok:

@@ -35,6 +35,8 @@ type Options struct {
 	// Phase, if set, tells GET /readyz whether lb's public listeners serve yet and whether
 	// lb is stopping; nil means serving (readiness then depends on the backends alone).
 	Phase func() Phase
+	// Reloader serves GET and POST /api/reload (nil: 404).
+	Reloader Reloader
 }
 
 // server holds what the handlers share.
