@@ -4,6 +4,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -132,4 +133,69 @@ func TestLBConfigExampleSharedCache(t *testing.T) {
 	if a.RenewBefore > 720*time.Hour {
 		t.Errorf("renew_before = %v: autocert caps it at 720h", a.RenewBefore)
 	}
+}
+
+// TestLBConfigExampleIsSafeFirst checks that lb.yaml.example starts the way
+// OPERATIONS.md says to: Let's Encrypt's staging directory and a short HSTS
+// max-age, with the production values as commented lines that, swapped in,
+// still validate.
+func TestLBConfigExampleIsSafeFirst(t *testing.T) {
+	cfg, err := lbconfig.Load("lb.yaml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.TLS.ACME.DirectoryURL; got != "https://acme-staging-v02.api.letsencrypt.org/directory" {
+		t.Errorf("directory_url = %q, want Let's Encrypt's staging directory first", got)
+	}
+	if age := maxAge(t, cfg.TLS.HSTS); age > 3600 {
+		t.Errorf("hsts = %q: max-age %d, want a short one (at most an hour) to start with", cfg.TLS.HSTS, age)
+	}
+	data, err := os.ReadFile("lb.yaml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Production: comment the active line out, uncomment the commented one below it.
+	lines := strings.Split(string(data), "\n")
+	swapped := 0
+	for i := 0; i+1 < len(lines); i++ {
+		for _, key := range []string{"directory_url:", "hsts:"} {
+			active, commented := strings.TrimSpace(lines[i]), strings.TrimSpace(lines[i+1])
+			if strings.HasPrefix(active, key) && strings.HasPrefix(commented, "# "+key) {
+				indent := lines[i][:len(lines[i])-len(strings.TrimLeft(lines[i], " "))]
+				lines[i], lines[i+1] = indent+"# "+active, indent+strings.TrimPrefix(commented, "# ")
+				swapped++
+			}
+		}
+	}
+	if swapped != 2 {
+		t.Fatalf("found %d of the 2 production lines (directory_url, hsts) commented under the active ones", swapped)
+	}
+	path := t.TempDir() + "/lb.yaml"
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := lbconfig.Load(path)
+	if err != nil {
+		t.Fatalf("the example switched to production does not validate: %v", err)
+	}
+	if got := prod.TLS.ACME.DirectoryURL; got != lbconfig.DefaultACMEDirectory {
+		t.Errorf("production directory_url = %q, want %q", got, lbconfig.DefaultACMEDirectory)
+	}
+	if age := maxAge(t, prod.TLS.HSTS); age < 180*86400 {
+		t.Errorf("production hsts = %q, want a max-age of at least 180 days", prod.TLS.HSTS)
+	}
+}
+
+// maxAge returns the max-age of an HSTS value.
+func maxAge(t *testing.T, hsts string) int {
+	t.Helper()
+	m := regexp.MustCompile(`max-age=(\d+)`).FindStringSubmatch(hsts)
+	if m == nil {
+		t.Fatalf("hsts %q has no max-age", hsts)
+	}
+	n, err := strconv.Atoi(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

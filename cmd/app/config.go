@@ -72,6 +72,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		// redacted only on a best-effort basis), so it is not repeated here.
 		return bad("DATABASE_URL", "not a valid PostgreSQL connection string")
 	}
+	if hasChangeMe(pc.ConnConfig.Password) {
+		return bad("DATABASE_URL", "the password is a placeholder (it contains CHANGE-ME): put the real one in (or use a client certificate)")
+	}
 	c.Pool = pc
 
 	if v := getenv("APP_LISTEN"); v != "" {
@@ -161,10 +164,42 @@ func parseSessionKeys(v string) ([]string, error) {
 		case seen[k]:
 			return nil, fmt.Errorf("key %d repeats an earlier key", i+1)
 		}
+		if err := checkSecret(k); err != nil {
+			return nil, fmt.Errorf("key %d %v: generate one with openssl rand -base64 48", i+1, err)
+		}
 		seen[k] = true
 		keys = append(keys, k)
 	}
 	return keys, nil
+}
+
+// minSecretDistinct is the fewest different characters a secret may have: a
+// random key of 32 hex digits has fewer with a chance below 1 in 10^12.
+const minSecretDistinct = 6
+
+// checkSecret refuses a placeholder rather than a random secret: one that
+// contains CHANGE-ME (in any case, with -, _, a space or nothing between the
+// words), or has fewer than 6 different characters. (lb applies the same rule
+// to its token files; the two sides share no package for it.)
+func checkSecret(s string) error {
+	if hasChangeMe(s) {
+		return errors.New("is a placeholder (it contains CHANGE-ME)")
+	}
+	distinct := map[rune]bool{}
+	for _, r := range s {
+		distinct[r] = true
+	}
+	if len(distinct) < minSecretDistinct {
+		return fmt.Errorf("is a placeholder (only %d different characters; a random secret has more)", len(distinct))
+	}
+	return nil
+}
+
+// hasChangeMe reports whether s contains CHANGE-ME, in any case, with -, _,
+// a space or nothing between the words.
+func hasChangeMe(s string) bool {
+	folded := strings.NewReplacer("-", "", "_", "", " ", "").Replace(strings.ToLower(s))
+	return strings.Contains(folded, "changeme")
 }
 
 func positiveDuration(getenv func(string) string, name string, def time.Duration) (time.Duration, error) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,10 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"short key", map[string]string{"SESSION_KEYS": "short"}, "", "SESSION_KEYS"},
 		{"one short key of two", map[string]string{"SESSION_KEYS": testKey1 + ",short"}, "", "SESSION_KEYS"},
 		{"duplicate keys", map[string]string{"SESSION_KEYS": testKey1 + "," + testKey1}, "", "SESSION_KEYS"},
+		{"placeholder key", map[string]string{"SESSION_KEYS": "CHANGE-ME-to-at-least-32-random-characters-000000"}, "", "SESSION_KEYS"},
+		{"placeholder second key", map[string]string{"SESSION_KEYS": testKey1 + ",please_changeme_0123456789abcdefghij"}, "", "SESSION_KEYS"},
+		{"key of few characters", map[string]string{"SESSION_KEYS": strings.Repeat("ab", 20)}, "", "SESSION_KEYS"},
+		{"placeholder database password", map[string]string{"DATABASE_URL": "postgres://app:CHANGE-ME@db:5432/app"}, "", "DATABASE_URL"},
 		{"bad listen", map[string]string{"APP_LISTEN": "8080"}, "", "APP_LISTEN"},
 		{"bad max age", map[string]string{"SESSION_MAX_AGE": "forever"}, "", "SESSION_MAX_AGE"},
 		{"zero max age", map[string]string{"SESSION_MAX_AGE": "0s"}, "", "SESSION_MAX_AGE"},
@@ -209,5 +214,40 @@ func TestHTTPServerLimits(t *testing.T) {
 	}
 	if srv.ReadHeaderTimeout <= 0 || srv.MaxHeaderBytes <= 0 || srv.ErrorLog == nil {
 		t.Errorf("ReadHeaderTimeout %v, MaxHeaderBytes %d, ErrorLog %v: want all set", srv.ReadHeaderTimeout, srv.MaxHeaderBytes, srv.ErrorLog)
+	}
+}
+
+// TestEnvExampleRefusedAsShipped loads deploy/app.env.example as it ships:
+// its placeholders must stop the app (exit 2, naming the variable) until
+// they are replaced, and nothing else in it may.
+func TestEnvExampleRefusedAsShipped(t *testing.T) {
+	data, err := os.ReadFile("../../deploy/app.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && !strings.HasPrefix(k, "#") {
+			env[k] = v
+		}
+	}
+	steps := []struct {
+		fix     func()
+		wantVar string
+	}{
+		{func() {}, "DATABASE_URL"},
+		{func() { env["DATABASE_URL"] = strings.Replace(env["DATABASE_URL"], "CHANGE-ME", "k8Zr2pQx", 1) }, "SESSION_KEYS"},
+		{func() { env["SESSION_KEYS"] = testKey1 }, ""},
+	}
+	for i, s := range steps {
+		s.fix()
+		_, err := loadConfig(envMap(env))
+		var ce *configError
+		switch {
+		case s.wantVar == "" && err != nil:
+			t.Errorf("step %d: the example with real secrets: %v", i, err)
+		case s.wantVar != "" && (!errors.As(err, &ce) || ce.Var != s.wantVar || !strings.Contains(err.Error(), "placeholder")):
+			t.Errorf("step %d: got %v, want a placeholder error naming %s", i, err, s.wantVar)
+		}
 	}
 }

@@ -88,6 +88,8 @@ func TestBadEnvironmentExitStatus(t *testing.T) {
 	}{
 		{"no DATABASE_URL", map[string]string{"SESSION_KEYS": testKey1}, "DATABASE_URL"},
 		{"short SESSION_KEYS", map[string]string{"DATABASE_URL": "postgres://127.0.0.1/x", "SESSION_KEYS": "short"}, "SESSION_KEYS"},
+		{"placeholder SESSION_KEYS", map[string]string{"DATABASE_URL": "postgres://127.0.0.1/x",
+			"SESSION_KEYS": "CHANGE-ME-to-at-least-32-random-characters-000000"}, "SESSION_KEYS"},
 		{"bad SHUTDOWN_DELAY", map[string]string{"DATABASE_URL": "postgres://127.0.0.1/x", "SESSION_KEYS": testKey1, "SHUTDOWN_DELAY": "5"}, "SHUTDOWN_DELAY"},
 		{"bad TRUSTED_PROXIES", map[string]string{"DATABASE_URL": "postgres://127.0.0.1/x", "SESSION_KEYS": testKey1, "TRUSTED_PROXIES": "lb"}, "TRUSTED_PROXIES"},
 	}

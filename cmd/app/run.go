@@ -22,7 +22,7 @@ import (
 )
 
 // errUsage is a bad command line; main exits with status 2.
-var errUsage = errors.New("usage: app [-version] (configured by environment variables, see DESIGN.md)")
+var errUsage = errors.New("usage: app [-version] (configured by environment variables: app -h lists them)")
 
 // exitCode is 2 for configuration and usage errors, 1 for everything else.
 func exitCode(err error) int {
@@ -54,15 +54,21 @@ const (
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("app", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {} // -h prints the usage on stdout below; a bad flag names itself on stderr
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if len(args) > 0 {
 		args = args[1:]
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usageText)
 			return nil
 		}
 		return errUsage
+	}
+	if fs.NArg() == 1 && fs.Arg(0) == "help" {
+		fmt.Fprint(stdout, usageText)
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return errUsage

@@ -93,7 +93,7 @@ func TestCLIAgainstServe(t *testing.T) {
 	}
 
 	wrong := filepath.Join(t.TempDir(), "wrong")
-	writeFile(t, filepath.Dir(wrong), "wrong", "not-the-token")
+	writeFile(t, filepath.Dir(wrong), "wrong", "not-the-token-0123456789")
 	_, errOut, code = runCLI(t, nil, "backends", "-admin", adminURL, "-token-file", wrong)
 	if code != 1 || !strings.Contains(errOut, "401") {
 		t.Errorf("wrong token: exit %d %q, want 1 and 401", code, errOut)
@@ -140,7 +140,29 @@ func TestVersionAndValidate(t *testing.T) {
 	if code != 2 || !strings.Contains(out, loose+": admin.token_file: ") || !strings.Contains(out, "chmod 600") {
 		t.Errorf("validate with a group/other-readable token file: exit %d %q, want 2 and admin.token_file", code, out)
 	}
-	_, errOut, code := runCLI(t, map[string]string{"LOG_FORMAT": "json"}, "serve", "-config", bad)
+	// Before the first start on a VM, admin.token_file is lb.service's credential, which does
+	// not exist yet: -token-file checks the file it comes from instead.
+	credential := writeFile(t, dir, "credential.yaml", "listen: 127.0.0.1:0\nadmin:\n  token_file: /run/credentials/lb.service/admin-token\n")
+	out, _, code = runCLI(t, nil, "validate", "-config", credential)
+	if code != 2 || !strings.Contains(out, "admin.token_file: ") || !strings.Contains(out, "no such file") {
+		t.Errorf("validate with a credential path: exit %d %q, want 2 and the missing file", code, out)
+	}
+	out, _, code = runCLI(t, nil, "validate", "-config", credential, "-token-file", filepath.Join(dir, "token"))
+	if code != 0 || !strings.Contains(out, "ok (admin token checked in "+filepath.Join(dir, "token")) {
+		t.Errorf("validate -token-file: exit %d %q, want ok naming the file checked", code, out)
+	}
+	// A placeholder token is refused by validate and serve alike (exit 2, naming the key).
+	placeholder := writeFile(t, dir, "placeholder-token", "CHANGE-ME-0123456789abcdef\n")
+	out, _, code = runCLI(t, nil, "validate", "-config", credential, "-token-file", placeholder)
+	if code != 2 || !strings.Contains(out, "admin.token_file: ") || !strings.Contains(out, "placeholder") {
+		t.Errorf("validate with a placeholder token: exit %d %q, want 2 naming admin.token_file", code, out)
+	}
+	withPlaceholder := writeFile(t, dir, "placeholder.yaml", "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token_file: "+placeholder+"\n")
+	_, errOut, code := runCLI(t, map[string]string{"LOG_FORMAT": "json"}, "serve", "-config", withPlaceholder)
+	if code != 2 || !strings.Contains(errOut, "admin.token_file: ") || !strings.Contains(errOut, "placeholder") {
+		t.Errorf("serve with a placeholder token: exit %d %q, want 2 naming admin.token_file", code, errOut)
+	}
+	_, errOut, code = runCLI(t, map[string]string{"LOG_FORMAT": "json"}, "serve", "-config", bad)
 	if code != 2 || !strings.Contains(errOut, "policy") {
 		t.Errorf("serve with a bad config: exit %d %q, want 2", code, errOut)
 	}

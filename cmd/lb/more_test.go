@@ -191,7 +191,7 @@ func TestServeReloadToken(t *testing.T) {
 	b := newBackend(t, "app-1", nil)
 	l := startLB(t, lbConfig{backends: []*testBackend{b}})
 	dir := dirOf(l.cfgPath)
-	writeFile(t, dir, "token", "the-new-token\n")
+	writeFile(t, dir, "token", "the-new-token-0123456789\n")
 	if err := l.doReload(); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
@@ -199,7 +199,7 @@ func TestServeReloadToken(t *testing.T) {
 	if _, err := l.client.Backends(t.Context()); !errors.As(err, &apiErr) || apiErr.Status != 401 {
 		t.Errorf("old token after reload: got %v, want 401", err)
 	}
-	c := &admin.Client{BaseURL: l.client.BaseURL, Token: "the-new-token"}
+	c := &admin.Client{BaseURL: l.client.BaseURL, Token: "the-new-token-0123456789"}
 	if _, err := c.Backends(t.Context()); err != nil {
 		t.Errorf("new token after reload: %v", err)
 	}

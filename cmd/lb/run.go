@@ -44,7 +44,8 @@ const usageText = `Usage: lb COMMAND [flags] [args]
 
 Commands:
   serve -config FILE             run the load balancer
-  validate -config FILE          check a config file and report every problem
+  validate -config FILE          check a config file and its token file; report every problem
+                                 (-token-file F: check F, e.g. before lb.service's credential exists)
   backends [-json]               list backends
   drain [-wait] NAME             stop sending new requests to a backend
   enable NAME                    put a drained backend back into rotation
@@ -52,7 +53,7 @@ Commands:
   remove NAME                    drain, wait and remove a backend
   rollout [flags] -- CMD ARGS... replace every backend, one at a time
   ready [flags]                  exit 0 if this lb's /readyz says ready, else 1 (keepalived's check)
-  reload [-config FILE]          make the running lb re-read its config; exit non-zero with the problems if refused
+  reload [-config FILE]          make the running lb re-read its config file and report the result
   version                        print the version (also: lb -version)
 
 The admin commands take -admin URL (repeatable: the same operation on every lb
@@ -130,9 +131,14 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 
 // runValidate loads and validates a config file and its token file, and
 // prints every problem on a line of its own: "FILE: key.path: problem".
+// With -token-file, that file is checked in place of admin.token_file: on a
+// VM where the token reaches lb as a systemd credential, validate can check
+// the source (/etc/lb/admin-token) before the first start.
 func runValidate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("validate", "", stderr)
 	path := fs.String("config", "", "config file (YAML)")
+	tokenFile := fs.String("token-file", "", "check this token file instead of admin.token_file (e.g. /etc/lb/admin-token,\n"+
+		"the source of lb.service's credential, which exists only while lb runs)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -146,8 +152,13 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg, err := lbconfig.Parse(data)
 	if err == nil {
-		// serve and reload refuse a token file that is missing, empty or readable by others.
-		if _, terr := lbconfig.ReadToken(cfg.Admin.TokenFile); terr != nil {
+		// serve and reload refuse a token file that is missing, empty, readable by
+		// others or a placeholder.
+		tf := cfg.Admin.TokenFile
+		if *tokenFile != "" {
+			tf = *tokenFile
+		}
+		if _, terr := lbconfig.ReadToken(tf); terr != nil {
 			err = fmt.Errorf("admin.token_file: %w", terr)
 		}
 	}
@@ -156,6 +167,10 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "%s: %s\n", *path, line)
 		}
 		return &usageError{err: fmt.Errorf("%s: invalid", *path)}
+	}
+	if *tokenFile != "" && *tokenFile != cfg.Admin.TokenFile {
+		fmt.Fprintf(stdout, "%s: ok (admin token checked in %s; lb reads it at %s)\n", *path, *tokenFile, cfg.Admin.TokenFile)
+		return nil
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
 	return nil

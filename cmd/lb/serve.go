@@ -52,7 +52,7 @@ type lbServer struct {
 	hooks    serveHooks
 	fastPath bool // HTTP/1 on balancer.FastPath (LB_FAST_PATH=off: all on net/http)
 
-	reloadMu sync.Mutex   // serialises reloads
+	reloadMu sync.Mutex // serialises reloads
 	reloads  *reloadRecord
 	phase    atomic.Int32 // an admin.Phase: starting, serving (public listeners started), stopping
 	cfg      atomic.Pointer[lbconfig.Config]

@@ -524,6 +524,7 @@ func TestRestartNeeded(t *testing.T) {
 }
 
 func TestReadToken(t *testing.T) {
+	const tok = "s3cret-t0ken-value"
 	tests := []struct {
 		name    string
 		content string
@@ -531,13 +532,19 @@ func TestReadToken(t *testing.T) {
 		want    string
 		wantErr string
 	}{
-		{"ok", "s3cret\n", 0o600, "s3cret", ""},
-		{"owner read only", "  s3cret \t\r\n", 0o400, "s3cret", ""},
-		{"group readable", "s3cret", 0o640, "", "readable by group/other (mode 0640): run chmod 600"},
-		{"other readable", "s3cret", 0o604, "", "readable by group/other (mode 0604): run chmod 600"},
-		{"group writable", "s3cret", 0o620, "", "readable by group/other"},
+		{"ok", tok + "\n", 0o600, tok, ""},
+		{"owner read only", "  " + tok + " \t\r\n", 0o400, tok, ""},
+		{"hex", "5f0c9e2b7a41d3c8e6f0a2b4c6d8e0f1", 0o600, "5f0c9e2b7a41d3c8e6f0a2b4c6d8e0f1", ""},
+		{"group readable", tok, 0o640, "", "readable by group/other (mode 0640): run chmod 600"},
+		{"other readable", tok, 0o604, "", "readable by group/other (mode 0604): run chmod 600"},
+		{"group writable", tok, 0o620, "", "readable by group/other"},
 		{"empty", "", 0o600, "", "is empty"},
 		{"whitespace only", " \n\t\n", 0o600, "", "is empty"},
+		{"short", "s3cret-t0ken", 0o600, "", "holds 12 characters, fewer than 16"},
+		{"change-me", "CHANGE-ME-to-a-random-token-0123", 0o600, "", "placeholder (it contains CHANGE-ME)"},
+		{"changeme folded", "please_Change_Me_0123456789", 0o600, "", "placeholder (it contains CHANGE-ME)"},
+		{"few characters", "0000000000000000000000000000000000000000", 0o600, "", "only 1 different characters"},
+		{"repeated pattern", "abcabcabcabcabcabcabc", 0o600, "", "only 3 different characters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
