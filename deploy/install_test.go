@@ -17,23 +17,32 @@ import (
 var fakeTools = map[string]string{
 	"ssh": `#!/bin/sh
 echo "ssh $*" >> "$FAKE_LOG"
-while [ $# -gt 0 ]; do case $1 in --) shift; break;; -*) shift;; *) break;; esac; done
+while [ $# -gt 0 ]; do case $1 in --) shift; break;; -o) shift 2;; -*) shift;; *) break;; esac; done
 host=$1; shift
+` + fakeSSHFailure + `
 [ "$host" = "$FAKE_HOST" ] || { echo "fake ssh: unknown host $host" >&2; exit 255; }
-exec sh -c "$*"
+exec env PATH="${FAKE_REMOTE_PATH:-$PATH}" /bin/sh -c "$*"
 `,
 	"scp": `#!/bin/sh
 echo "scp $*" >> "$FAKE_LOG"
-while [ $# -gt 0 ]; do case $1 in --) shift; break;; -*) shift;; *) break;; esac; done
+while [ $# -gt 0 ]; do case $1 in --) shift; break;; -o) shift 2;; -*) shift;; *) break;; esac; done
+host=${2%%:*}
+` + fakeSSHFailure + `
 case $2 in "$FAKE_HOST":/*) ;; *) echo "fake scp: bad target $2" >&2; exit 1;; esac
+[ -z "$FAKE_SCP_FAIL" ] || { echo "scp: ${2#*:}: No space left on device" >&2; exit 1; }
 cp -- "$1" "${2#*:}"
 `,
 	"sudo": `#!/bin/sh
 echo "sudo $*" >> "$FAKE_LOG"
+if [ "$1" = -n ]; then
+	shift
+	[ -z "$FAKE_SUDO_PASSWORD" ] || { echo "sudo: a password is required" >&2; exit 1; }
+fi
 exec "$@"
 `,
 	"systemctl": `#!/bin/sh
 echo "systemctl $*" >> "$FAKE_LOG"
+if [ "$1" = cat ]; then [ -z "$FAKE_NO_UNIT" ] && [ "$3" = app.service ]; exit; fi
 [ "$1" = restart ] && [ "$2" = -- ] && [ "$3" = app.service ] || { echo "fake systemctl: unexpected $*" >&2; exit 1; }
 "$INSTALL_ROOT/current/app" -version > "$FAKE_STATE/running"
 `,
@@ -48,6 +57,28 @@ echo $((n + 1)) > "$FAKE_STATE/curl_calls"
 printf '{"status":"ok", "version": "%s","instance":"vm1"}\n' "$(cat "$FAKE_STATE/running")"
 `,
 }
+
+// fakeSSHFailure makes the fake ssh and scp fail as the real ones do (exit
+// 255, their own message on stderr) when FAKE_SSH_FAIL names a failure, for
+// every call from the FAKE_SSH_FAIL_FROM-th on (default 1). The messages are
+// OpenSSH's.
+const fakeSSHFailure = `n=$(cat "$FAKE_STATE/ssh_calls" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "$FAKE_STATE/ssh_calls"
+if [ -n "$FAKE_SSH_FAIL" ] && [ "$n" -ge "${FAKE_SSH_FAIL_FROM:-1}" ]; then
+	case $FAKE_SSH_FAIL in
+	timeout) echo "ssh: connect to host $host port 22: Connection timed out" >&2 ;;
+	refused) echo "ssh: connect to host $host port 22: Connection refused" >&2 ;;
+	resolve) echo "ssh: Could not resolve hostname $host: Name or service not known" >&2 ;;
+	hostkey) echo "No ED25519 host key is known for $host and you have requested strict checking." >&2
+		echo "Host key verification failed." >&2 ;;
+	changed) echo "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@" >&2
+		echo "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @" >&2
+		echo "Host key verification failed." >&2 ;;
+	denied) echo "deploy@$host: Permission denied (publickey)." >&2 ;;
+	lost) echo "Timeout, server $host not responding." >&2 ;;
+	esac
+	exit 255
+fi
+`
 
 // installEnv is a fake host and an install root for install.sh.
 type installEnv struct {
@@ -268,8 +299,19 @@ func TestInstallScript(t *testing.T) {
 	}
 	// The privileged part ran under sudo; nothing was interpolated into a remote command line.
 	log, _ := os.ReadFile(e.log)
-	if !strings.Contains(string(log), "ssh -- vm1.internal sudo bash -s") {
+	if !strings.Contains(string(log), " -- vm1.internal sudo bash -s") {
 		t.Errorf("the install did not run as `sudo bash -s` over ssh:\n%s", log)
+	}
+	// Every ssh and scp call runs without prompts, with a bounded connect and keepalives.
+	for _, line := range strings.Split(strings.TrimSpace(string(log)), "\n") {
+		if !strings.HasPrefix(line, "ssh ") && !strings.HasPrefix(line, "scp ") {
+			continue
+		}
+		for _, opt := range []string{"-o BatchMode=yes", "-o ConnectTimeout=10", "-o ServerAliveInterval=5", "-o ServerAliveCountMax=3"} {
+			if !strings.Contains(line, opt+" ") {
+				t.Errorf("%q lacks %s", line, opt)
+			}
+		}
 	}
 }
 
@@ -290,6 +332,7 @@ func TestInstallScriptUsage(t *testing.T) {
 		{"host that looks like an option", []string{"v1", bin}, []string{"LB_BACKEND_HOST=-oProxyCommand=x"}, "bad LB_BACKEND_HOST"},
 		{"bad url", []string{"v1", bin}, []string{"LB_BACKEND_URL=ftp://x"}, "bad LB_BACKEND_URL"},
 		{"relative root", []string{"v1", bin}, []string{"INSTALL_ROOT=opt"}, "bad INSTALL_ROOT"},
+		{"bad connect timeout", []string{"v1", bin}, []string{"INSTALL_SSH_CONNECT_TIMEOUT=0"}, "bad INSTALL_SSH_CONNECT_TIMEOUT"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -301,5 +344,104 @@ func TestInstallScriptUsage(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(e.log); len(data) > 0 {
 		t.Errorf("a refused install contacted the host:\n%s", data)
+	}
+}
+
+// remotePath makes a PATH for the fake VM with every tool install.sh needs
+// there except those in without.
+func (e *installEnv) remotePath(without ...string) string {
+	e.t.Helper()
+	dir := filepath.Join(e.t.TempDir(), "remote-bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	skip := map[string]bool{}
+	for _, w := range without {
+		skip[w] = true
+	}
+	for _, tool := range []string{"sh", "bash", "install", "mktemp", "cmp", "ln", "mv", "rm", "cp", "cat", "sleep", "env",
+		"sudo", "systemctl", "curl"} {
+		if skip[tool] {
+			continue
+		}
+		target := filepath.Join(e.bin, tool)
+		if _, ok := fakeTools[tool]; !ok {
+			p, err := exec.LookPath(tool)
+			if err != nil {
+				e.t.Fatalf("%s: %v", tool, err)
+			}
+			target = p
+		}
+		if err := os.Symlink(target, filepath.Join(dir, tool)); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestInstallScriptFailures: each way a VM can fail an install stops it with
+// exit status 1 and a message naming the cause; those found before anything
+// changed (unreachable, host key, ssh key, missing tool, sudo, unit) say so
+// and leave the VM exactly as it was.
+func TestInstallScriptFailures(t *testing.T) {
+	tests := []struct {
+		name      string
+		env       func(e *installEnv) []string
+		want      string
+		unchanged bool // nothing on the VM changed: no release, no link, no restart
+	}{
+		{"blackholed host", func(*installEnv) []string { return []string{"FAKE_SSH_FAIL=timeout"} },
+			"vm1.internal did not answer on its ssh port within 10s (host down, or a firewall drops the packets); nothing was changed", true},
+		{"refused", func(*installEnv) []string { return []string{"FAKE_SSH_FAIL=refused"} },
+			"vm1.internal refused the ssh connection (sshd not running, or another port)", true},
+		{"unknown name", func(*installEnv) []string { return []string{"FAKE_SSH_FAIL=resolve"} },
+			"cannot resolve vm1.internal", true},
+		{"unknown host key", func(*installEnv) []string { return []string{"FAKE_SSH_FAIL=hostkey"} },
+			"vm1.internal's host key is not in known_hosts: add it after checking its fingerprint", true},
+		{"changed host key", func(*installEnv) []string { return []string{"FAKE_SSH_FAIL=changed"} },
+			"vm1.internal's host key differs from the one in known_hosts", true},
+		{"ssh key refused", func(*installEnv) []string { return []string{"FAKE_SSH_FAIL=denied"} },
+			"vm1.internal refused the ssh key", true},
+		{"no curl on the VM", func(e *installEnv) []string { return []string{"FAKE_REMOTE_PATH=" + e.remotePath("curl")} },
+			"vm1.internal lacks curl (on Debian: apt-get install curl); nothing was changed", true},
+		{"no curl nor sudo on the VM", func(e *installEnv) []string {
+			return []string{"FAKE_REMOTE_PATH=" + e.remotePath("curl", "systemctl", "sudo", "cmp")}
+		}, "vm1.internal lacks cmp curl systemctl sudo (on Debian: apt-get install diffutils curl systemd sudo)", true},
+		{"sudo wants a password", func(*installEnv) []string { return []string{"FAKE_SUDO_PASSWORD=1"} },
+			"sudo on vm1.internal asks for a password", true},
+		{"no unit", func(*installEnv) []string { return []string{"FAKE_NO_UNIT=1"} },
+			"vm1.internal has no app.service installed", true},
+		{"upload fails", func(*installEnv) []string { return []string{"FAKE_SCP_FAIL=1"} },
+			"copying ", true},
+		{"connection lost during the install", func(*installEnv) []string {
+			return []string{"FAKE_SSH_FAIL=lost", "FAKE_SSH_FAIL_FROM=3"}
+		}, "lost the ssh connection to vm1.internal (it stopped answering) during the install", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newInstallEnv(t)
+			bin := e.build("app", "v1")
+			code, out := e.install(tc.env(e), "v1", bin)
+			t.Logf("install.sh said:\n%s", out)
+			if code != 1 || !strings.Contains(out, tc.want) {
+				t.Fatalf("exit %d, output:\n%s\nwant exit 1 and %q", code, out, tc.want)
+			}
+			if !tc.unchanged {
+				return
+			}
+			if !strings.Contains(out, "nothing was changed") {
+				t.Errorf("the message does not say the VM is unchanged:\n%s", out)
+			}
+			if _, err := os.Lstat(filepath.Join(e.root, "current")); err == nil {
+				t.Errorf("current was switched")
+			}
+			if _, err := os.Stat(filepath.Join(e.root, "releases")); err == nil {
+				t.Errorf("a release directory was made")
+			}
+			if e.restarts() != 0 {
+				t.Errorf("the unit was restarted")
+			}
+			e.checkClean()
+		})
 	}
 }
