@@ -188,7 +188,9 @@ main() {
 	printf '%s: %s %s -> %s:%s/releases/%s\n' "$prog" "$name" "$version" "$host" "$root" "$version"
 	# 1. Preflight, and a temporary file for the upload. Nothing changes on the VM before this passes.
 	code=0
-	out=$(printf '%s' "$remote_preflight" | ssh "${opts[@]}" -- "$target" sh -s -- "$sudo" "$unit" 2>"$errf") || code=$?
+	# ssh hands the remote shell one command line: quote the arguments for it (sudo may be empty).
+	out=$(printf '%s' "$remote_preflight" |
+		ssh "${opts[@]}" -- "$target" "sh -s -- $(printf '%q ' "$sudo" "$unit")" 2>"$errf") || code=$?
 	case $code in
 	0) ;;
 	255)

@@ -255,6 +255,8 @@ func TestInstallScript(t *testing.T) {
 			restarted: true, wantOut: "release v1 already present"},
 		{name: "a published version is never replaced", version: "v1", binary: v2, wantCode: 1, wantCurrent: "releases/v1",
 			wantRunning: "v1", wantOut: "exists with different content"},
+		{name: "logged in as root: no sudo", version: "v2", binary: v2, env: []string{"INSTALL_SUDO="}, wantCurrent: "releases/v2",
+			wantRunning: "v2", restarted: true, wantOut: "healthz reports version v2"},
 		{name: "new version that reports another", version: "v3", binary: e.build("app-v3", "v3-other"), wantCode: 1,
 			env: []string{"INSTALL_TIMEOUT=0"}, wantCurrent: "releases/v3", wantRunning: "v3-other", restarted: true,
 			wantOut: "did not report version v3"},
