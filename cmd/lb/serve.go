@@ -52,6 +52,7 @@ type lbServer struct {
 	hooks    serveHooks
 	fastPath bool // HTTP/1 on balancer.FastPath (LB_FAST_PATH=off: all on net/http)
 
+	started  time.Time
 	reloadMu sync.Mutex // serialises reloads
 	reloads  *reloadRecord
 	phase    atomic.Int32 // an admin.Phase: starting, serving (public listeners started), stopping
@@ -148,7 +149,8 @@ func (s *lbServer) build(ctx context.Context, cfg *lbconfig.Config) error {
 	}
 	var err error
 
-	if s.reloads, err = newReloadRecord(s.reg, s.cfgPath, time.Now()); err != nil {
+	s.started = time.Now()
+	if s.reloads, err = newReloadRecord(s.reg, s.cfgPath, s.started); err != nil {
 		return err
 	}
 
@@ -284,9 +286,11 @@ func (s *lbServer) adminHandler() http.Handler {
 			s.checker.Sync()
 			s.saveState()
 		},
-		Version:  version,
-		Phase:    func() admin.Phase { return admin.Phase(s.phase.Load()) },
-		Reloader: s,
+		Version:      version,
+		Phase:        func() admin.Phase { return admin.Phase(s.phase.Load()) },
+		Reloader:     s,
+		Started:      s.started,
+		Certificates: s.certificates,
 	})
 	// Polls of the API, metrics and health are not worth a line each; changes are. /readyz
 	// is polled by keepalived every second, 503 or not: its handler logs each change instead.

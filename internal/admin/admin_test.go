@@ -215,7 +215,7 @@ func TestBackendObjectFields(t *testing.T) {
 		t.Fatalf("got %d backends, want 2", len(raw))
 	}
 	want := []string{"name", "url", "state", "healthy", "in_flight", "upgraded", "checks_ok",
-		"last_check", "last_error", "version", "requests", "failures"}
+		"last_check", "last_error", "version", "requests", "failures", "last_change"}
 	for _, k := range want {
 		if _, ok := raw[0][k]; !ok {
 			t.Errorf("backend object lacks %q: %s", k, body)

@@ -181,6 +181,15 @@ func (c *Client) Reload(ctx context.Context) (Reload, error) {
 	return out, nil
 }
 
+// Status returns the state of lb as a whole (GET /api/status).
+func (c *Client) Status(ctx context.Context) (LBStatus, error) {
+	var out LBStatus
+	if err := c.do(ctx, http.MethodGet, "/api/status", nil, &out); err != nil {
+		return LBStatus{}, fmt.Errorf("lb status: %w", err)
+	}
+	return out, nil
+}
+
 // LastReload returns the outcome of lb's last configuration load.
 func (c *Client) LastReload(ctx context.Context) (Reload, error) {
 	var out Reload

@@ -14,18 +14,19 @@ import (
 // toBackend converts the pool's view of a backend to the wire type.
 func toBackend(st balancer.Status) Backend {
 	return Backend{
-		Name:      st.Name,
-		URL:       st.URL,
-		State:     st.State.String(),
-		Healthy:   st.Healthy,
-		InFlight:  st.InFlight,
-		Upgraded:  st.Upgraded,
-		ChecksOK:  st.ChecksOK,
-		LastCheck: st.LastCheck.UTC(),
-		LastError: st.LastError,
-		Version:   st.Version,
-		Requests:  st.Requests,
-		Failures:  st.Failures,
+		Name:       st.Name,
+		URL:        st.URL,
+		State:      st.State.String(),
+		Healthy:    st.Healthy,
+		InFlight:   st.InFlight,
+		Upgraded:   st.Upgraded,
+		ChecksOK:   st.ChecksOK,
+		LastCheck:  st.LastCheck.UTC(),
+		LastError:  st.LastError,
+		Version:    st.Version,
+		Requests:   st.Requests,
+		Failures:   st.Failures,
+		LastChange: st.LastChange.UTC(),
 	}
 }
 

@@ -14,6 +14,7 @@ func (s *server) routes() http.Handler {
 	api.Handle("DELETE /api/backends/{name}", s.handleRemove())
 	api.Handle("POST /api/backends/{name}/drain", s.handleDrain())
 	api.Handle("POST /api/backends/{name}/enable", s.handleEnable())
+	api.Handle("GET /api/status", s.handleLBStatus())
 	if s.opts.Reloader != nil {
 		api.Handle("GET /api/reload", s.handleLastReload())
 		api.Handle("POST /api/reload", s.handleReload())
@@ -42,8 +43,11 @@ func (s *server) routes() http.Handler {
 // allowed returns the methods of the API route that path names ("" if none);
 // reload says whether /api/reload exists.
 func allowed(path string, reload bool) string {
-	if path == "/api/reload" && reload {
+	switch {
+	case path == "/api/reload" && reload:
 		return "GET, POST"
+	case path == "/api/status":
+		return "GET"
 	}
 	rest, ok := strings.CutPrefix(path, "/api/backends")
 	switch {

@@ -37,6 +37,10 @@ type Options struct {
 	Phase func() Phase
 	// Reloader serves GET and POST /api/reload (nil: 404).
 	Reloader Reloader
+	// Started is when lb started (GET /api/status).
+	Started time.Time
+	// Certificates, if set, lists the names lb serves over HTTPS (GET /api/status).
+	Certificates func() []Certificate
 }
 
 // server holds what the handlers share.

@@ -20,6 +20,8 @@ type Backend struct {
 	Version   string    `json:"version"`
 	Requests  int64     `json:"requests"`
 	Failures  int64     `json:"failures"`
+	// LastChange is when state or healthy last changed (an addition to DESIGN's object).
+	LastChange time.Time `json:"last_change"`
 }
 
 // Backend states as the API reports them.

@@ -29,6 +29,7 @@ type Backend struct {
 	requests atomic.Int64
 	failures atomic.Int64
 	ewmaNS   atomic.Int64 // response-header latency EWMA in nanoseconds; 0 = no sample yet
+	changed  atomic.Int64 // when state or health last changed (or the backend was made), Unix ns
 
 	idleWaiters atomic.Int32
 
@@ -62,18 +63,29 @@ func (b *Backend) Eligible() bool { return b.State() == StateActive && b.Healthy
 // Latency returns the backend's response-header latency moving average (0 before any sample).
 func (b *Backend) Latency() time.Duration { return time.Duration(b.ewmaNS.Load()) }
 
+// setState sets the backend's state, noting the time if it changed.
+func (b *Backend) setState(st State) {
+	if State(b.state.Swap(uint32(st))) != st {
+		b.touch()
+	}
+}
+
+// touch notes that state or health changed now.
+func (b *Backend) touch() { b.changed.Store(time.Now().UnixNano()) }
+
 // status returns a snapshot of b.
 func (b *Backend) status() Status {
 	s := Status{
-		Name:     b.name,
-		URL:      b.url.String(),
-		State:    b.State(),
-		Healthy:  b.Healthy(),
-		Answered: b.answered.Load(),
-		InFlight: b.inFlight.Load(),
-		Upgraded: b.upgraded.Load(),
-		Requests: b.requests.Load(),
-		Failures: b.failures.Load(),
+		Name:       b.name,
+		URL:        b.url.String(),
+		State:      b.State(),
+		Healthy:    b.Healthy(),
+		Answered:   b.answered.Load(),
+		InFlight:   b.inFlight.Load(),
+		Upgraded:   b.upgraded.Load(),
+		Requests:   b.requests.Load(),
+		Failures:   b.failures.Load(),
+		LastChange: time.Unix(0, b.changed.Load()),
 	}
 	b.mu.Lock()
 	s.ChecksOK, s.LastCheck, s.LastError, s.Version = b.checksOK, b.lastCheck, b.lastError, b.version

@@ -120,6 +120,7 @@ func (p *Pool) lookup(name string) (*Backend, error) {
 // newBackend builds an active, not yet healthy backend. Callers hold p.mu.
 func (p *Pool) newBackend(name string, u *url.URL, draining bool) *Backend {
 	b := &Backend{name: name, url: u}
+	b.touch()
 	b.tr.Store(p.newTransport(u.Scheme))
 	if u.Scheme == "http" {
 		b.sync = newSyncTransport(u.Host,
@@ -226,7 +227,7 @@ func (p *Pool) Drain(name string) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("drain: %w", err)
 	}
-	b.state.Store(uint32(StateDraining))
+	b.setState(StateDraining)
 	b.closeIdle()
 	return b.status(), nil
 }
@@ -237,7 +238,7 @@ func (p *Pool) Enable(name string) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("enable: %w", err)
 	}
-	b.state.Store(uint32(StateActive))
+	b.setState(StateActive)
 	return b.status(), nil
 }
 

@@ -39,7 +39,11 @@ func (p *Pool) SetHealthy(name string, up bool) {
 	if err != nil {
 		return
 	}
-	if b.healthy.Swap(up) && !up {
+	was := b.healthy.Swap(up)
+	if was != up {
+		b.touch()
+	}
+	if was && !up {
 		b.closeIdle()
 	}
 }

@@ -46,6 +46,8 @@ type Status struct {
 	// Answered reports that the last active health check got an HTTP answer, whatever its
 	// status: the backend accepts connections (see Pool.CanForward).
 	Answered bool
+	// LastChange is when State or Healthy last changed (or the backend was added).
+	LastChange time.Time
 }
 
 var (

@@ -40,6 +40,7 @@ type acmeCerts struct {
 	closer func()
 
 	mu       sync.Mutex
+	cached   map[string]time.Time         // name -> NotAfter of the certificate in cache_dir at start
 	leaves   map[string]*x509.Certificate // name -> leaf last seen
 	failures map[string]failure           // name -> last failure logged
 	refused  int                          // handshakes outside the policy not logged yet
@@ -71,6 +72,7 @@ func newACME(ctx context.Context, cfg lbconfig.ACME, logger *slog.Logger, expiry
 		expiry:   expiry,
 		domains:  cfg.Domains,
 		allowed:  map[string]bool{},
+		cached:   map[string]time.Time{},
 		leaves:   map[string]*x509.Certificate{},
 		failures: map[string]failure{},
 	}
@@ -122,8 +124,29 @@ func (a *acmeCerts) exportConfigured(ctx context.Context, dir autocert.DirCache)
 				notAfter = leaf.NotAfter.Unix()
 			}
 		}
-		a.expiry.WithLabelValues(strings.ToLower(name)).Set(float64(notAfter))
+		name = strings.ToLower(name)
+		a.expiry.WithLabelValues(name).Set(float64(notAfter))
+		if notAfter > 0 {
+			a.cached[name] = time.Unix(notAfter, 0)
+		}
 	}
+}
+
+// certificates lists every configured name with the NotAfter of the
+// certificate lb serves for it (or found in cache_dir at start); zero: none yet.
+func (a *acmeCerts) certificates() []CertInfo {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]CertInfo, 0, len(a.domains))
+	for _, d := range a.domains {
+		name := strings.ToLower(d)
+		ci := CertInfo{Name: name, NotAfter: a.cached[name]}
+		if leaf := a.leaves[name]; leaf != nil {
+			ci.NotAfter = leaf.NotAfter
+		}
+		out = append(out, ci)
+	}
+	return out
 }
 
 func (a *acmeCerts) close() {

@@ -98,6 +98,9 @@ func TestACMETLSALPN01ThenRestartFromCache(t *testing.T) {
 	if got, ok := gaugeValue(t, lb.reg, testName); !ok || got != 0 {
 		t.Errorf("expiry metric before issuance: got %v (present %v), want 0", got, ok)
 	}
+	if got := lb.src.Certificates(); len(got) != 1 || got[0].Name != testName || !got[0].NotAfter.IsZero() {
+		t.Errorf("Certificates before issuance: %+v, want %s with no expiry", got, testName)
+	}
 
 	start := time.Now()
 	resp, body, err := get(t, lb.https, testName, p.Roots)
@@ -120,6 +123,9 @@ func TestACMETLSALPN01ThenRestartFromCache(t *testing.T) {
 	}
 	if got, ok := gaugeValue(t, lb.reg, testName); !ok || got != float64(leaf.NotAfter.Unix()) {
 		t.Errorf("expiry metric: got %v (present %v), want %d", got, ok, leaf.NotAfter.Unix())
+	}
+	if got := lb.src.Certificates(); len(got) != 1 || !got[0].NotAfter.Equal(leaf.NotAfter) {
+		t.Errorf("Certificates after issuance: %+v, want %s until %v", got, testName, leaf.NotAfter)
 	}
 	if !lb.logs.HasLine(`"msg":"certificate issued"`, `"name":"lb.test"`, leaf.SerialNumber.Text(16)) {
 		t.Errorf("no issuance log line; logs:\n%s", lb.logs)
@@ -170,6 +176,9 @@ func TestACMETLSALPN01ThenRestartFromCache(t *testing.T) {
 	// Before its first handshake, the restarted lb exports the cached certificate's expiry.
 	if got, ok := gaugeValue(t, lb2.reg, testName); !ok || got != float64(leaf.NotAfter.Unix()) {
 		t.Errorf("restarted expiry metric before a handshake: got %v (present %v), want %d", got, ok, leaf.NotAfter.Unix())
+	}
+	if got := lb2.src.Certificates(); len(got) != 1 || !got[0].NotAfter.Equal(leaf.NotAfter.Truncate(time.Second)) {
+		t.Errorf("restarted Certificates before a handshake: %+v, want %s until %v", got, testName, leaf.NotAfter)
 	}
 	start = time.Now()
 	resp, _, err = get(t, lb2.https, testName, p.Roots)

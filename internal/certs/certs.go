@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/acme"
@@ -130,6 +131,28 @@ func (s *Source) Reload() error {
 	s.observeFile()
 	s.log.Info("certificate reloaded", append([]any{"names", certNames(s.file.Leaf())}, expiryAttrs(s.file.Leaf())...)...)
 	return nil
+}
+
+// CertInfo is a name lb serves over HTTPS and its certificate's expiry.
+type CertInfo struct {
+	Name string
+	// NotAfter is zero while lb has no certificate for the name (ACME, not issued yet).
+	NotAfter time.Time
+}
+
+// Certificates lists the names lb serves and their certificates' expiry, as
+// lb_certificate_expiry_timestamp_seconds does: every tls.acme name, or the
+// names of the certificate file.
+func (s *Source) Certificates() []CertInfo {
+	if s.acme != nil {
+		return s.acme.certificates()
+	}
+	leaf := s.file.Leaf()
+	var out []CertInfo
+	for _, n := range certNames(leaf) {
+		out = append(out, CertInfo{Name: n, NotAfter: leaf.NotAfter})
+	}
+	return out
 }
 
 // Close releases what the Source holds open (the PostgreSQL cache pool).

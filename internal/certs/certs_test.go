@@ -46,6 +46,10 @@ func TestFileCertReload(t *testing.T) {
 			t.Errorf("metric %s: got %v (present %v), want %d", n, v, ok, c1.NotAfter.Unix())
 		}
 	}
+	if got := src.Certificates(); len(got) != 2 || got[0].Name != "a.test" || got[1].Name != "www.a.test" ||
+		!got[0].NotAfter.Equal(c1.NotAfter) {
+		t.Errorf("Certificates: %+v, want a.test and www.a.test until %v", got, c1.NotAfter)
+	}
 
 	// New files, then Reload: the new certificate is served, the old
 	// names' series go away.
