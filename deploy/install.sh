@@ -16,8 +16,8 @@
 # the same command with the old VERSION and BINARY (the old release directory is reused).
 #
 # Before it changes anything it checks, in one ssh call, that the VM answers, that every tool
-# the steps need is there (bash, install, mktemp, cmp, ln, mv, rm, curl, systemctl; sudo
-# without a password), and that INSTALL_UNIT is installed; a failure names the cause (host
+# the steps need is there (bash, install, mktemp, cmp, ln, mv, rm, curl, systemctl; sudo that
+# runs `bash -s` without a password), and that INSTALL_UNIT is installed; a failure names the cause (host
 # unreachable, host key unknown, key refused, tool missing, ...) and leaves the VM as it was.
 # ssh runs with BatchMode (never a prompt: an unknown host key is an error, see OPERATIONS.md
 # on known_hosts), a connect timeout, and keepalives that end a dead connection.
@@ -27,7 +27,8 @@
 #   LB_BACKEND_URL    the app's base URL as the LB sees it (set by lb rollout)
 #   INSTALL_SSH_USER  ssh user (default: ssh's own choice, e.g. from ~/.ssh/config)
 #   INSTALL_SSH_CONNECT_TIMEOUT  seconds to wait for the VM's ssh to answer, default 10
-#   INSTALL_SUDO      privilege prefix on the VM (default: sudo; empty when logging in as root)
+#   INSTALL_SUDO      privilege prefix on the VM (default: sudo, run with -n: it must not ask for a
+#                     password; empty when logging in as root)
 #   INSTALL_ROOT      default /opt/outrigger
 #   INSTALL_NAME      binary name inside a release, default app
 #   INSTALL_UNIT      default app.service
@@ -44,7 +45,8 @@ die_usage() {
 }
 
 # remote_preflight runs on the VM as the ssh user (sh -s; no bash assumed yet) before anything
-# changes: it reports missing tools, sudo that wants a password and a missing unit on stdout
+# changes: it reports missing tools, sudo that will not run `bash -s` without a password, and a
+# missing unit on stdout
 # (MISSING ..., NOSUDO, NOUNIT) with exit 3, else prints a fresh temporary file for the upload.
 # shellcheck disable=SC2016 # expanded on the VM
 remote_preflight='
@@ -53,7 +55,8 @@ remote_preflight='
 		command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
 	done
 	if [ -n "$missing" ]; then echo "MISSING$missing"; exit 3; fi
-	if [ -n "$sudo" ] && ! "$sudo" -n true >/dev/null 2>&1; then echo NOSUDO; exit 3; fi
+	# the very command the install runs as root (sudoers may allow only that), with nothing to do
+	if [ -n "$sudo" ] && ! "$sudo" -n bash -s </dev/null >/dev/null 2>&1; then echo NOSUDO; exit 3; fi
 	systemctl cat -- "$unit" >/dev/null 2>&1 || { echo NOUNIT; exit 3; }
 	mktemp -t outrigger-install.XXXXXXXXXX
 '
@@ -238,7 +241,7 @@ main() {
 		declare -f remote_install
 		printf 'prog=%q\n' "$prog"
 		printf 'remote_install%s </dev/null\n' "$args"
-	} | ssh "${opts[@]}" -- "$target" "$sudo bash -s" 2>"$errf" || code=$?
+	} | ssh "${opts[@]}" -- "$target" "${sudo:+$sudo -n }bash -s" 2>"$errf" || code=$?
 	if ((code == 255)); then
 		cat "$errf" >&2
 		printf '%s: %s during the install: the VM may be half-way (re-running this is safe)\n' "$prog" \

@@ -301,8 +301,11 @@ func TestInstallScript(t *testing.T) {
 	}
 	// The privileged part ran under sudo; nothing was interpolated into a remote command line.
 	log, _ := os.ReadFile(e.log)
-	if !strings.Contains(string(log), " -- vm1.internal sudo bash -s") {
-		t.Errorf("the install did not run as `sudo bash -s` over ssh:\n%s", log)
+	if !strings.Contains(string(log), " -- vm1.internal sudo -n bash -s") {
+		t.Errorf("the install did not run as `sudo -n bash -s` over ssh:\n%s", log)
+	}
+	if !strings.Contains(string(log), " -- vm1.internal bash -s\n") {
+		t.Errorf("with INSTALL_SUDO empty, the install did not run as `bash -s`:\n%s", log)
 	}
 	// Every ssh and scp call runs without prompts, with a bounded connect and keepalives.
 	for _, line := range strings.Split(strings.TrimSpace(string(log)), "\n") {
