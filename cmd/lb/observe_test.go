@@ -19,7 +19,13 @@ import (
 // scrape returns the admin listener's /metrics text.
 func (l *runningLB) scrape(t *testing.T) string {
 	t.Helper()
-	resp, err := http.Get("http://" + l.addrs["admin"] + "/metrics")
+	return scrapeAddr(t, l.addrs["admin"])
+}
+
+// scrapeAddr returns the /metrics text of the admin listener at addr.
+func scrapeAddr(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
