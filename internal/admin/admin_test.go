@@ -371,6 +371,7 @@ func TestOpenEndpoints(t *testing.T) {
 		{"/metrics", "text/plain", "lb_backend_up"},
 		{"/", "text/html", "<title>lb status</title>"},
 		{"/assets/status.js", "text/javascript", "sessionStorage"},
+		{"/assets/metrics.js", "text/javascript", "histogram_quantile"},
 		{"/assets/status.css", "text/css", "table"},
 	}
 	for _, tt := range tests {
