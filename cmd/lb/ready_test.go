@@ -84,6 +84,13 @@ func TestServeReadyz(t *testing.T) {
 			if code != wantCode || body != `{"status":"`+tt.want+`"}` {
 				t.Errorf("GET /readyz: %d %s, want %d {\"status\":%q}", code, body, wantCode, tt.want)
 			}
+			wantMetric := 0.0
+			if tt.want == "ready" {
+				wantMetric = 1
+			}
+			if v, ok := metricValue(t, l.addrs["admin"], "lb_ready"); !ok || v != wantMetric {
+				t.Errorf("lb_ready = %v (present %t), want %v: the metric follows /readyz", v, ok, wantMetric)
+			}
 			out, errOut, exit := runCLI(t, nil, "ready", "-admin", "http://"+l.addrs["admin"])
 			wantExit := 1
 			if tt.want == "ready" {

@@ -18,7 +18,6 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"outrigger/internal/admin"
 	"outrigger/internal/balancer"
@@ -169,6 +168,9 @@ func (s *lbServer) build(ctx context.Context, cfg *lbconfig.Config) error {
 	if err != nil {
 		return fmt.Errorf("balancer: %w", err)
 	}
+	if err := s.reg.Register(s.readyMetric()); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
 	states, err := s.state.load()
 	if err != nil {
 		// A damaged state file must not keep lb down: say so and start with the config's states.
@@ -274,31 +276,6 @@ func (s *lbServer) publicHandler() http.Handler {
 
 // clientIP resolves a request's client address with the current trusted proxies.
 func (s *lbServer) clientIP(r *http.Request) netip.Addr { return s.resolver.Load().ClientIP(r) }
-
-// adminHandler is the admin listener's handler.
-func (s *lbServer) adminHandler() http.Handler {
-	h := admin.NewHandler(s.pool, s.logger, admin.Options{
-		Token:        func() string { return *s.token.Load() },
-		DrainTimeout: func() time.Duration { return s.cfg.Load().DrainTimeout },
-		Metrics:      promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}),
-		OnRemove:     s.passive.Forget,
-		OnChange: func() {
-			s.checker.Sync()
-			s.saveState()
-		},
-		Version:      version,
-		Phase:        func() admin.Phase { return admin.Phase(s.phase.Load()) },
-		Reloader:     s,
-		Started:      s.started,
-		Certificates: s.certificates,
-	})
-	// Polls of the API, metrics and health are not worth a line each; changes are. /readyz
-	// is polled by keepalived every second, 503 or not: its handler logs each change instead.
-	skip := logging.SkipIf(func(r *http.Request, status int) bool {
-		return r.Method == http.MethodGet && (status < 400 || r.URL.Path == "/readyz")
-	})
-	return logging.Middleware(s.logger, clientip.PeerAddr, skip)(h)
-}
 
 // saveState writes the state file (if configured) and logs a failure.
 func (s *lbServer) saveState() {

@@ -167,6 +167,9 @@ func TestServeShutdownDelay(t *testing.T) {
 		code, body := l.readyz(t)
 		return code == 503 && body == `{"status":"stopping"}`
 	})
+	if v, ok := metricValue(t, l.addrs["admin"], "lb_ready"); !ok || v != 0 {
+		t.Errorf("lb_ready while stopping = %v (present %t), want 0", v, ok)
+	}
 	// Still serving, on the old connection and on new ones, until half the delay is over.
 	n := 0
 	for time.Since(t0) < delay/2 {

@@ -3,6 +3,8 @@ package admin
 import (
 	"net/http"
 	"sync"
+
+	"outrigger/internal/balancer"
 )
 
 // Phase is where lb is in its life, as GET /readyz needs to know it.
@@ -52,13 +54,19 @@ func (s *server) readiness() Readiness {
 	if s.opts.Phase != nil {
 		phase = s.opts.Phase()
 	}
+	return ReadinessOf(s.pool, phase)
+}
+
+// ReadinessOf is what GET /readyz says for a pool in a phase of lb's life (lb's lb_ready
+// metric follows it too).
+func ReadinessOf(pool *balancer.Pool, phase Phase) Readiness {
 	switch phase {
 	case PhaseStarting:
 		return Starting
 	case PhaseStopping:
 		return Stopping
 	}
-	if ok, _ := s.pool.CanForward(); !ok {
+	if ok, _ := pool.CanForward(); !ok {
 		return NoBackends
 	}
 	return Ready
