@@ -256,6 +256,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	// lb's own state.
 	for id, want := range map[string]string{
+		"lb-ready":    "yes",
 		"lb-failopen": "no",
 		"lb-reload":   "ok (start, ",
 		"cert-rows":   "lb.test",

@@ -17,6 +17,8 @@ type LBStatus struct {
 	Now time.Time `json:"now"`
 	// Started is when this lb process started.
 	Started time.Time `json:"started"`
+	// Ready is what GET /readyz says now: ready, stopping, no_backends or starting.
+	Ready Readiness `json:"ready"`
 	// FailOpen is true while no active backend is healthy and lb sends
 	// requests to the active ones that accept connections.
 	FailOpen bool `json:"fail_open"`
@@ -57,6 +59,7 @@ func (s *server) handleLBStatus() http.Handler {
 			Version:      s.opts.Version,
 			Now:          time.Now().UTC(),
 			Started:      s.opts.Started.UTC(),
+			Ready:        s.readiness(),
 			FailOpen:     failingOpen(s.pool.Snapshot()),
 			Certificates: []Certificate{},
 		}

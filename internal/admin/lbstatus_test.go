@@ -69,8 +69,8 @@ func TestLBStatusAPI(t *testing.T) {
 	if st.Version != "v9" || !st.Started.Equal(started.UTC()) || time.Since(st.Now) > time.Minute {
 		t.Errorf("status %+v: want version v9, started %v, now about now", st, started)
 	}
-	if !st.FailOpen {
-		t.Errorf("two active backends, none healthy: fail_open false, want true")
+	if !st.FailOpen || st.Ready != NoBackends {
+		t.Errorf("two active backends, none healthy or answering: fail_open %t, ready %q; want true, no_backends", st.FailOpen, st.Ready)
 	}
 	if len(st.Certificates) != 2 || st.Certificates[0].NotAfter == nil || !st.Certificates[0].NotAfter.Equal(expires) ||
 		st.Certificates[1].NotAfter != nil {
@@ -80,7 +80,7 @@ func TestLBStatusAPI(t *testing.T) {
 		t.Errorf("last_reload %+v", st.LastReload)
 	}
 	pool.SetHealthy("app-2", true)
-	if st, err = c.Status(context.Background()); err != nil || st.FailOpen {
-		t.Errorf("with app-2 healthy: fail_open %t (%v), want false", st.FailOpen, err)
+	if st, err = c.Status(context.Background()); err != nil || st.FailOpen || st.Ready != Ready {
+		t.Errorf("with app-2 healthy: fail_open %t, ready %q (%v); want false, ready", st.FailOpen, st.Ready, err)
 	}
 }
