@@ -139,16 +139,16 @@ func eachLB(targets []target, what string, stderr io.Writer, op func(t target) e
 
 // adminCommand parses an admin command's flags, checks its argument count
 // and resolves the flags and environment into one client per lb.
-func adminCommand(name, argsUsage string, nargs int, args []string, getenv func(string) string, stderr io.Writer,
+func adminCommand(name, argsUsage string, nargs int, args []string, getenv func(string) string, stdout, stderr io.Writer,
 	extra func(fs *flag.FlagSet)) ([]target, []string, error) {
-	return adminCommandWith(name, argsUsage, nargs, args, getenv, stderr, extra, nil)
+	return adminCommandWith(name, argsUsage, nargs, args, getenv, stdout, stderr, extra, nil)
 }
 
 // adminCommandWith is adminCommand with prepare, which may fill in admin
 // flags after parsing and before they are resolved.
-func adminCommandWith(name, argsUsage string, nargs int, args []string, getenv func(string) string, stderr io.Writer,
+func adminCommandWith(name, argsUsage string, nargs int, args []string, getenv func(string) string, stdout, stderr io.Writer,
 	extra func(fs *flag.FlagSet), prepare func(*adminFlags) error) ([]target, []string, error) {
-	fs := newFlagSet(name, argsUsage, stderr)
+	fs := newFlagSet(name, argsUsage, stdout, stderr)
 	af := &adminFlags{}
 	af.register(fs)
 	if extra != nil {
@@ -175,7 +175,7 @@ func adminCommandWith(name, argsUsage string, nargs int, args []string, getenv f
 
 func runBackends(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var asJSON bool
-	targets, _, err := adminCommand("backends", "", 0, args, getenv, stderr, func(fs *flag.FlagSet) {
+	targets, _, err := adminCommand("backends", "", 0, args, getenv, stdout, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print JSON (an array; with several -admin, an object keyed by admin URL)")
 	})
 	if err != nil {
@@ -247,7 +247,7 @@ func orDash(s string) string {
 func runDrain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var wait bool
 	var timeout time.Duration
-	targets, rest, err := adminCommand("drain", "NAME", 1, args, getenv, stderr, func(fs *flag.FlagSet) {
+	targets, rest, err := adminCommand("drain", "NAME", 1, args, getenv, stdout, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&wait, "wait", false, "wait until the backend has no request in flight")
 		fs.DurationVar(&timeout, "timeout", lbconfig.DefaultDrainTimeout, "with -wait: give up after this long")
 	})
@@ -285,7 +285,7 @@ func runDrain(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 func runEnable(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	targets, rest, err := adminCommand("enable", "NAME", 1, args, getenv, stderr, nil)
+	targets, rest, err := adminCommand("enable", "NAME", 1, args, getenv, stdout, stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -300,7 +300,7 @@ func runEnable(ctx context.Context, args []string, getenv func(string) string, s
 }
 
 func runAdd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	targets, rest, err := adminCommand("add", "NAME URL", 2, args, getenv, stderr, nil)
+	targets, rest, err := adminCommand("add", "NAME URL", 2, args, getenv, stdout, stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -315,7 +315,7 @@ func runAdd(ctx context.Context, args []string, getenv func(string) string, stdo
 }
 
 func runRemove(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	targets, rest, err := adminCommand("remove", "NAME", 1, args, getenv, stderr, nil)
+	targets, rest, err := adminCommand("remove", "NAME", 1, args, getenv, stdout, stderr, nil)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ const defaultReadyAdmin = "http://127.0.0.1:9000"
 // exits 0 when the answer is 200 "ready", 1 otherwise (503 naming why, no answer within
 // -timeout, connection refused), 2 on bad usage. It prints one line saying which.
 func runReady(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("ready", "", stderr)
+	fs := newFlagSet("ready", "", stdout, stderr)
 	adminURL := fs.String("admin", "", "this lb's admin API URL (default: $LB_ADMIN if it names one lb, else "+defaultReadyAdmin+")")
 	cfgPath := fs.String("config", "", "take the admin URL from lb's config file instead: admin.listen, and https with admin.cert_file")
 	caFile := fs.String("ca-file", "", "extra CA (PEM) to trust for an HTTPS admin API")

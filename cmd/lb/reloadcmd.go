@@ -19,7 +19,7 @@ import (
 // ExecReload runs `lb reload -config /etc/lb/lb.yaml`.
 func runReload(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var path string
-	targets, _, err := adminCommandWith("reload", "", 0, args, getenv, stderr, func(fs *flag.FlagSet) {
+	targets, _, err := adminCommandWith("reload", "", 0, args, getenv, stdout, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&path, "config", "", "lb's config file: the admin API and token to use when -admin/LB_ADMIN and\n"+
 			"-token-file/LB_ADMIN_TOKEN_FILE are not given, and the file the running lb should be reading")
 	}, func(af *adminFlags) error { return af.fromConfig(path, getenv) })

@@ -12,7 +12,7 @@ import (
 // runRollout is `lb rollout [flags] -- CMD ARGS...`: replace every backend,
 // one at a time, through the admin API of every lb given.
 func runRollout(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("rollout", "-- CMD ARGS...", stderr)
+	fs := newFlagSet("rollout", "-- CMD ARGS...", stdout, stderr)
 	af := &adminFlags{}
 	af.register(fs)
 	var opts rollout.Options

@@ -107,23 +107,48 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	return usagef("unknown command %q", cmd)
 }
 
-// newFlagSet returns a FlagSet for one subcommand that writes its usage to stderr.
-func newFlagSet(name, argsUsage string, stderr io.Writer) *flag.FlagSet {
+// newFlagSet returns a FlagSet for one subcommand. Its usage goes to stdout when asked
+// for with -h (as `lb help` does), to stderr after a bad flag (see parseFlags).
+func newFlagSet(name, argsUsage string, stdout, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("lb "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(&flagOutput{stdout: stdout, stderr: stderr})
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: lb %s [flags] %s\n\nFlags:\n", name, argsUsage)
+		fmt.Fprintf(fs.Output(), "Usage: lb %s [flags] %s\n\nFlags:\n", name, argsUsage)
 		fs.PrintDefaults()
 	}
 	return fs
 }
 
-// parseFlags parses args; a flag error is a usage error, -h is flag.ErrHelp.
+// flagOutput is a FlagSet's output: stderr, or stdout while -h's usage is printed.
+type flagOutput struct {
+	stdout, stderr io.Writer
+	help           bool
+}
+
+func (o *flagOutput) Write(p []byte) (int, error) {
+	if o.help {
+		return o.stdout.Write(p)
+	}
+	return o.stderr.Write(p)
+}
+
+// parseFlags parses args; a flag error is a usage error (the error and the usage on
+// stderr), -h is flag.ErrHelp (the usage on stdout).
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	usage := fs.Usage
+	fs.Usage = func() {} // printed below, once it is known where to
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		if o, ok := fs.Output().(*flagOutput); ok {
+			o.help = true
+			defer func() { o.help = false }()
 		}
+		usage()
+		return err
+	case err != nil:
+		usage()
 		return &usageError{err: err}
 	}
 	return nil
@@ -135,7 +160,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 // VM where the token reaches lb as a systemd credential, validate can check
 // the source (/etc/lb/admin-token) before the first start.
 func runValidate(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("validate", "", stderr)
+	fs := newFlagSet("validate", "", stdout, stderr)
 	path := fs.String("config", "", "config file (YAML)")
 	tokenFile := fs.String("token-file", "", "check this token file instead of admin.token_file (e.g. /etc/lb/admin-token,\n"+
 		"the source of lb.service's credential, which exists only while lb runs)")

@@ -87,7 +87,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		defer stop()
 		hooks.signals = more
 	}
-	fs := newFlagSet("serve", "", stderr)
+	fs := newFlagSet("serve", "", stdout, stderr)
 	path := fs.String("config", "", "config file (YAML)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
