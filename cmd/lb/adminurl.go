@@ -70,6 +70,10 @@ func describe(err error) string {
 	if errors.As(err, &apiErr) {
 		return fmt.Sprintf("HTTP %d: %s", apiErr.Status, apiErr.Message)
 	}
+	var na *admin.NoAnswerError
+	if errors.As(err, &na) {
+		return na.Error()
+	}
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
 		if uerr.Timeout() {

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -40,15 +39,21 @@ func (a *adminList) Set(v string) error {
 
 // adminFlags are the flags every admin command takes.
 type adminFlags struct {
-	admins    adminList
-	tokenFile string
-	caFile    string
+	admins         adminList
+	tokenFile      string
+	caFile         string
+	connectTimeout time.Duration
+	callTimeout    time.Duration
 }
 
 func (f *adminFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.admins, "admin", "admin API URL, e.g. http://127.0.0.1:9000 (repeatable: every lb of a pair; default $LB_ADMIN, URLs separated by commas)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the admin token (default $LB_ADMIN_TOKEN_FILE)")
 	fs.StringVar(&f.caFile, "ca-file", "", "extra CA (PEM) to trust for an HTTPS admin API")
+	fs.DurationVar(&f.connectTimeout, "connect-timeout", admin.DefaultConnectTimeout,
+		"give up on an lb that does not accept the connection (TCP and TLS) within this long")
+	fs.DurationVar(&f.callTimeout, "call-timeout", admin.DefaultCallTimeout,
+		"give up on an lb that does not answer one call within this long (long waits are many calls)")
 }
 
 // target is one lb's admin API.
@@ -84,20 +89,22 @@ func (f *adminFlags) clients(getenv func(string) string) ([]target, error) {
 	if err != nil {
 		return nil, &usageError{err: err}
 	}
-	hc := &http.Client{}
+	if f.connectTimeout <= 0 || f.callTimeout <= 0 {
+		return nil, usagef("-connect-timeout and -call-timeout must be positive")
+	}
+	var tlsConf *tls.Config
 	if f.caFile != "" {
 		pool, err := rootPool("-ca-file", f.caFile)
 		if err != nil {
 			return nil, &usageError{err: err}
 		}
-		hc.Transport = &http.Transport{
-			Proxy:           http.ProxyFromEnvironment,
-			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		}
+		tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
+	hc := admin.NewHTTPClient(f.connectTimeout, tlsConf)
 	out := make([]target, 0, len(urls))
 	for _, u := range urls {
-		out = append(out, target{url: u, client: &admin.Client{BaseURL: u, Token: token, HTTP: hc}})
+		out = append(out, target{url: u, client: &admin.Client{BaseURL: u, Token: token, HTTP: hc,
+			ConnectTimeout: f.connectTimeout, CallTimeout: f.callTimeout}})
 	}
 	return out, nil
 }
@@ -315,9 +322,16 @@ func runAdd(ctx context.Context, args []string, getenv func(string) string, stdo
 }
 
 func runRemove(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	targets, rest, err := adminCommand("remove", "NAME", 1, args, getenv, stdout, stderr, nil)
+	var drain time.Duration
+	targets, rest, err := adminCommand("remove", "NAME", 1, args, getenv, stdout, stderr, func(fs *flag.FlagSet) {
+		fs.DurationVar(&drain, "drain-timeout", lbconfig.DefaultDrainTimeout,
+			"the lbs' drain_timeout: each drains the backend up to this long before it answers")
+	})
 	if err != nil {
 		return err
+	}
+	for _, t := range targets {
+		t.client.DrainTimeout = drain
 	}
 	return eachLB(targets, "remove "+rest[0], stderr, func(t target) error {
 		if err := t.client.Remove(ctx, rest[0]); err != nil {

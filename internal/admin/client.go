@@ -22,8 +22,17 @@ type Client struct {
 	BaseURL string
 	// Token is the admin bearer token.
 	Token string
-	// HTTP is the client used; nil means a plain http.Client (requests are bounded by ctx).
+	// HTTP is the client used (NewHTTPClient makes one with a connect bound); nil means
+	// a plain http.Client.
 	HTTP *http.Client
+	// ConnectTimeout is HTTP's connect bound, as given to NewHTTPClient: errors name it.
+	ConnectTimeout time.Duration
+	// CallTimeout bounds each call from connect to the end of the answer; past it the
+	// call fails with a *NoAnswerError. 0: only ctx bounds calls. Remove waits
+	// DrainTimeout longer, as the lb drains the backend before it answers.
+	CallTimeout time.Duration
+	// DrainTimeout is the lb's drain_timeout, for Remove; 0 means lb's default (30s).
+	DrainTimeout time.Duration
 }
 
 // Backends lists every backend in configured order.
@@ -74,7 +83,15 @@ func (c *Client) Add(ctx context.Context, name, rawURL string) (Backend, error) 
 // Remove drains the backend, waits for its in-flight requests (up to the lb's
 // drain_timeout) and removes it.
 func (c *Client) Remove(ctx context.Context, name string) error {
-	if err := c.do(ctx, http.MethodDelete, "/api/backends/"+url.PathEscape(name), nil, nil); err != nil {
+	drain := c.DrainTimeout
+	if drain <= 0 {
+		drain = defaultDrainTimeout
+	}
+	status, data, err := c.sendWithin(ctx, c.CallTimeout+drain, http.MethodDelete, "/api/backends/"+url.PathEscape(name), nil)
+	if err == nil {
+		err = decodeAnswer(status, data, nil)
+	}
+	if err != nil {
 		return fmt.Errorf("remove %q: %w", name, err)
 	}
 	return nil
@@ -88,6 +105,7 @@ func (c *Client) WaitFor(ctx context.Context, name string, poll time.Duration, c
 	}
 	t := time.NewTicker(poll)
 	defer t.Stop()
+	var lastErr error // of the last call that failed on its own, not because the wait ended
 	for {
 		b, err := c.Backend(ctx, name)
 		if err == nil && cond(b) {
@@ -97,10 +115,13 @@ func (c *Client) WaitFor(ctx context.Context, name string, poll time.Duration, c
 		if errors.As(err, &apiErr) {
 			return b, err
 		}
+		if ctx.Err() == nil {
+			lastErr = err
+		}
 		select {
 		case <-ctx.Done():
-			if err != nil {
-				return b, fmt.Errorf("wait for %q: %w (last error: %v)", name, ctx.Err(), err)
+			if lastErr != nil {
+				return b, fmt.Errorf("wait for %q: %w (last error: %v)", name, ctx.Err(), lastErr)
 			}
 			return b, fmt.Errorf("wait for %q: %w", name, ctx.Err())
 		case <-t.C:
@@ -143,8 +164,8 @@ func (c *Client) Ready(ctx context.Context) (ready bool, status Readiness, err e
 	return resp.StatusCode == http.StatusOK && body.Status == Ready, body.Status, nil
 }
 
-// httpClient is the client every request goes through: c.HTTP, or a plain one whose
-// requests are bounded by their context.
+// httpClient is the client every request goes through: c.HTTP, or a plain one (Go's
+// default transport) whose requests are bounded by their context and CallTimeout.
 func (c *Client) httpClient() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
@@ -209,8 +230,18 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return decodeAnswer(status, data, out)
 }
 
-// send sends one call and returns the status and the (bounded) body.
+// send sends one call, bounded by CallTimeout, and returns the status and the (bounded) body.
 func (c *Client) send(ctx context.Context, method, path string, in any) (int, []byte, error) {
+	return c.sendWithin(ctx, c.CallTimeout, method, path, in)
+}
+
+// sendWithin is send with the bound within (0: ctx alone bounds the call).
+func (c *Client) sendWithin(parent context.Context, within time.Duration, method, path string, in any) (int, []byte, error) {
+	if c.CallTimeout <= 0 {
+		within = 0
+	}
+	ctx, cancel, connected := callContext(parent, within)
+	defer cancel()
 	var body io.Reader
 	if in != nil {
 		buf, err := json.Marshal(in)
@@ -230,12 +261,12 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (int, []
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, c.callError(parent, ctx, within, connected.Load(), err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return 0, nil, fmt.Errorf("read answer: %w", err)
+		return 0, nil, fmt.Errorf("read answer: %w", c.callError(parent, ctx, within, true, err))
 	}
 	return resp.StatusCode, data, nil
 }

@@ -1,6 +1,7 @@
 // Package lbtest holds test helpers shared by the load balancer's packages
 // (cmd/lb, admin, certs, health): a goroutine-safe buffer, bounded polling,
-// self-signed certificates, backends with a chosen health answer, and an
+// self-signed certificates, backends with a chosen health answer, a server that
+// accepts and never answers, and an
 // in-process ACME CA (Pebble) with the DNS stub it needs. Only tests import it.
 package lbtest
 

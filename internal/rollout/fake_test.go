@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,6 +123,9 @@ type fakeLB struct {
 	mu       sync.Mutex
 	backends []*fakeBackend
 	srv      *httptest.Server
+	// freezeDrains makes every drain call hang without an answer, as a frozen lb does
+	// (its kernel still accepts the connection).
+	freezeDrains atomic.Bool
 }
 
 func newFakeLB(t *testing.T, id string, fl *fleet, names ...string) *fakeLB {
@@ -195,6 +199,10 @@ func newFakeLB(t *testing.T, id string, fl *fleet, names ...string) *fakeLB {
 		writeJSON(w, http.StatusOK, b.Backend)
 	})
 	lb.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if lb.freezeDrains.Load() && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/drain") {
+			<-r.Context().Done() // the client gives up; nothing was changed
+			return
+		}
 		if r.Header.Get("Authorization") != "Bearer "+testToken {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
 			return
@@ -205,8 +213,11 @@ func newFakeLB(t *testing.T, id string, fl *fleet, names ...string) *fakeLB {
 	return lb
 }
 
+// callTimeout bounds each call of the fake lbs' clients, as lb's -call-timeout does.
+const callTimeout = 2 * time.Second
+
 func (lb *fakeLB) client() *admin.Client {
-	return &admin.Client{BaseURL: lb.srv.URL, Token: testToken, HTTP: lb.srv.Client()}
+	return &admin.Client{BaseURL: lb.srv.URL, Token: testToken, HTTP: lb.srv.Client(), CallTimeout: callTimeout}
 }
 
 func (lb *fakeLB) find(name string) *fakeBackend {

@@ -281,6 +281,28 @@ func TestRunDrainFailsOnSecondLB(t *testing.T) {
 	}
 }
 
+// TestRunDrainNotAnsweredBySecondLB: an lb that accepts the drain call and never answers
+// stops the rollout after the call's bound, named with what it did; the other lb took the
+// drain, and the command never ran.
+func TestRunDrainNotAnsweredBySecondLB(t *testing.T) {
+	f := newFleet(t, "v1", "app-1", "app-2")
+	lb0 := newFakeLB(t, "lb0", f, "app-1", "app-2")
+	lb1 := newFakeLB(t, "lb1", f, "app-1", "app-2")
+	lb1.freezeDrains.Store(true)
+
+	start := time.Now()
+	_, _, err := runRollout(context.Background(), t, []*fakeLB{lb0, lb1}, fastOpts(installCmd(f, "v2", "")))
+	if err == nil || !strings.Contains(err.Error(), "lb "+lb1.srv.URL+": drain \"app-1\": no answer within "+callTimeout.String()) {
+		t.Fatalf("got error %v, want one naming lb1 and that it did not answer", err)
+	}
+	if took := time.Since(start); took > 10*callTimeout {
+		t.Errorf("the rollout took %s to give up on a silent lb (call bound %s)", took, callTimeout)
+	}
+	if got, want := f.eventLines(t), []string{"lb0 drain app-1"}; !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q (no command after a drain that was not answered)", got, want)
+	}
+}
+
 // TestRunEnableFailsOnOneLB: an enable that one lb refuses is still sent to the others; the
 // rollout stops and says the backend is left drained on that lb only.
 func TestRunEnableFailsOnOneLB(t *testing.T) {
