@@ -59,6 +59,18 @@ func TestEveryAlertIsTested(t *testing.T) {
 	for _, m := range firing.FindAllStringSubmatch(tests, -1) {
 		fired[m[1]] = true
 	}
+	// Every runbook link points at a heading of OPERATIONS.md (GitHub's anchors).
+	anchors := map[string]bool{}
+	for _, h := range regexp.MustCompile(`(?m)^#+ (.+)$`).FindAllStringSubmatch(doc, -1) {
+		slug := strings.ToLower(strings.ReplaceAll(h[1], " ", "-"))
+		slug = regexp.MustCompile(`[^a-z0-9_-]`).ReplaceAllString(slug, "")
+		anchors[slug] = true
+	}
+	for _, m := range regexp.MustCompile(`OPERATIONS\.md#([a-z0-9_-]+)`).FindAllStringSubmatch(rules, -1) {
+		if !anchors[m[1]] {
+			t.Errorf("alerts.yml links OPERATIONS.md#%s, which is no heading there", m[1])
+		}
+	}
 	for _, m := range names {
 		if !fired[m[1]] {
 			t.Errorf("alert %s is never expected to fire in alerts_test.yml", m[1])
