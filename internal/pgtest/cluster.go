@@ -42,6 +42,9 @@ type ClusterOptions struct {
 	// StartServer starts the postgres process; nil: cmd.Start. A lab test passes
 	// (*lab.Host).StartCmd to run the server on a lab host.
 	StartServer func(cmd *exec.Cmd) error
+	// Settings are extra server settings, "name=value" each, applied after pgtest's own
+	// (fsync=off, synchronous_commit=off, ...), so they can override them.
+	Settings []string
 }
 
 // Cluster is a private PostgreSQL server run from the machine's initdb/postgres binaries.
@@ -53,10 +56,12 @@ type Cluster struct {
 	listen  string
 	trusted string
 	startFn func(*exec.Cmd) error
-	binDir  string
-	cred    *syscall.Credential
-	lock    *os.File // flock held while this process owns dir; tells sweepers it is alive
-	logPath string
+	// settings are ClusterOptions.Settings.
+	settings []string
+	binDir   string
+	cred     *syscall.Credential
+	lock     *os.File // flock held while this process owns dir; tells sweepers it is alive
+	logPath  string
 
 	mu   sync.Mutex
 	proc *exec.Cmd
@@ -69,12 +74,18 @@ const socketPort = 5432
 // StartCluster initialises (if needed) and starts a private PostgreSQL server, and returns
 // once it accepts connections.
 func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
+	return startCluster(ctx, opts, (*Cluster).initdb)
+}
+
+// startCluster is StartCluster with the data directory made by initData: initdb, or a base
+// backup of another cluster (see StartStandby).
+func startCluster(ctx context.Context, opts ClusterOptions, initData func(*Cluster, context.Context) error) (*Cluster, error) {
 	binDir, err := FindBinDir()
 	if err != nil {
 		return nil, err
 	}
 	c := &Cluster{port: opts.Port, listen: opts.ListenAddr, trusted: opts.TrustedNetwork,
-		startFn: opts.StartServer, binDir: binDir}
+		startFn: opts.StartServer, binDir: binDir, settings: opts.Settings}
 	if c.listen == "" {
 		c.listen = "127.0.0.1"
 	}
@@ -121,7 +132,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 		c.cleanupDir()
 		return nil, err
 	}
-	if err := c.initdb(ctx); err != nil {
+	if err := initData(c, ctx); err != nil {
 		c.cleanupDir()
 		return nil, err
 	}
@@ -253,12 +264,15 @@ func (c *Cluster) Start(ctx context.Context) error {
 	defer logf.Close()
 	logStart, _ := logf.Seek(0, 2)
 	// Not CommandContext: the server outlives ctx, which only bounds the start.
-	cmd := c.command(context.Background(), "postgres",
-		"-D", c.dataDir(), "-k", c.dir, "-p", strconv.Itoa(port),
-		"-c", "listen_addresses="+listen,
+	args := []string{"-D", c.dataDir(), "-k", c.dir, "-p", strconv.Itoa(port),
+		"-c", "listen_addresses=" + listen,
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=200", "-c", "shared_buffers=32MB",
-		"-c", "logging_collector=off", "-c", "log_min_messages=warning")
+		"-c", "logging_collector=off", "-c", "log_min_messages=warning"}
+	for _, s := range c.settings {
+		args = append(args, "-c", s)
+	}
+	cmd := c.command(context.Background(), "postgres", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := c.startFn(cmd); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
