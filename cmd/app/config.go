@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"outrigger/internal/app/pgretry"
 	"outrigger/internal/clientip"
 	"outrigger/internal/logging"
 )
@@ -29,6 +30,7 @@ type config struct {
 	Instance        string // "" = hostname:port, filled in once the listener is bound
 	MaxUploadBytes  int64
 	DBMaxConns      int32
+	DBRetryTimeout  time.Duration
 	ShutdownDelay   time.Duration
 	ShutdownTimeout time.Duration
 	LogFormat       string
@@ -45,6 +47,13 @@ func (e *configError) Error() string { return e.Var + ": " + e.Msg }
 // minSessionKeyLen is the shortest secret SESSION_KEYS accepts.
 const minSessionKeyLen = 32
 
+// DB_RETRY_TIMEOUT's bounds: below the first, a busy database answers 503 to a
+// healthy request; above the second, lb has long given up (its per_try_timeout).
+const (
+	minDBRetryTimeout = 100 * time.Millisecond
+	maxDBRetryTimeout = 5 * time.Minute
+)
+
 // loadConfig reads the environment through getenv and checks every value.
 // The first problem found is returned as a *configError.
 func loadConfig(getenv func(string) string) (config, error) {
@@ -54,6 +63,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		CookieSecure:    true,
 		MaxUploadBytes:  32 << 20,
 		DBMaxConns:      16,
+		DBRetryTimeout:  pgretry.DefaultBudget,
 		ShutdownDelay:   5 * time.Second,
 		ShutdownTimeout: 25 * time.Second,
 		LogFormat:       "auto",
@@ -132,6 +142,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.DBMaxConns = int32(n)
 	}
 	c.Pool.MaxConns = c.DBMaxConns
+	if v := getenv("DB_RETRY_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < minDBRetryTimeout || d > maxDBRetryTimeout {
+			return bad("DB_RETRY_TIMEOUT", "%q is not a duration from %v to %v, such as 4s", v, minDBRetryTimeout, maxDBRetryTimeout)
+		}
+		c.DBRetryTimeout = d
+	}
 
 	if c.ShutdownDelay, err = nonNegativeDuration(getenv, "SHUTDOWN_DELAY", c.ShutdownDelay); err != nil {
 		return config{}, err

@@ -44,6 +44,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"Instance", c.Instance, ""},
 		{"MaxUploadBytes", c.MaxUploadBytes, int64(32 << 20)},
 		{"DBMaxConns", c.DBMaxConns, int32(16)},
+		{"DBRetryTimeout", c.DBRetryTimeout, 4 * time.Second},
 		{"Pool.MaxConns", c.Pool.MaxConns, int32(16)},
 		{"ShutdownDelay", c.ShutdownDelay, 5 * time.Second},
 		{"ShutdownTimeout", c.ShutdownTimeout, 25 * time.Second},
@@ -67,6 +68,7 @@ func TestLoadConfigValues(t *testing.T) {
 	env["APP_INSTANCE"] = "app-7"
 	env["MAX_UPLOAD_BYTES"] = "1048576"
 	env["DB_MAX_CONNS"] = "8"
+	env["DB_RETRY_TIMEOUT"] = "8s"
 	env["SHUTDOWN_DELAY"] = "0s"
 	env["SHUTDOWN_TIMEOUT"] = "3s"
 	env["LOG_FORMAT"] = "json"
@@ -86,6 +88,7 @@ func TestLoadConfigValues(t *testing.T) {
 		{"Instance", c.Instance, "app-7"},
 		{"MaxUploadBytes", c.MaxUploadBytes, int64(1 << 20)},
 		{"DBMaxConns", c.DBMaxConns, int32(8)},
+		{"DBRetryTimeout", c.DBRetryTimeout, 8 * time.Second},
 		{"Pool.MaxConns", c.Pool.MaxConns, int32(8)},
 		{"ShutdownDelay", c.ShutdownDelay, time.Duration(0)},
 		{"ShutdownTimeout", c.ShutdownTimeout, 3 * time.Second},
@@ -141,6 +144,12 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad upload size", map[string]string{"MAX_UPLOAD_BYTES": "32MiB"}, "", "MAX_UPLOAD_BYTES"},
 		{"tiny upload size", map[string]string{"MAX_UPLOAD_BYTES": "10"}, "", "MAX_UPLOAD_BYTES"},
 		{"bad db conns", map[string]string{"DB_MAX_CONNS": "1"}, "", "DB_MAX_CONNS"},
+		{"bad retry timeout", map[string]string{"DB_RETRY_TIMEOUT": "4"}, "", "DB_RETRY_TIMEOUT"},
+		{"retry timeout with junk", map[string]string{"DB_RETRY_TIMEOUT": "4s "}, "", "DB_RETRY_TIMEOUT"},
+		{"negative retry timeout", map[string]string{"DB_RETRY_TIMEOUT": "-4s"}, "", "DB_RETRY_TIMEOUT"},
+		{"zero retry timeout", map[string]string{"DB_RETRY_TIMEOUT": "0s"}, "", "DB_RETRY_TIMEOUT"},
+		{"tiny retry timeout", map[string]string{"DB_RETRY_TIMEOUT": "10ms"}, "", "DB_RETRY_TIMEOUT"},
+		{"huge retry timeout", map[string]string{"DB_RETRY_TIMEOUT": "1h"}, "", "DB_RETRY_TIMEOUT"},
 		{"bad delay", map[string]string{"SHUTDOWN_DELAY": "-1s"}, "", "SHUTDOWN_DELAY"},
 		{"bad timeout", map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, "", "SHUTDOWN_TIMEOUT"},
 		{"bad log format", map[string]string{"LOG_FORMAT": "xml"}, "", "LOG_FORMAT"},

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"outrigger/internal/app"
+	"outrigger/internal/app/pgretry"
 	"outrigger/internal/app/pgsession"
 	"outrigger/internal/app/store"
 	"outrigger/internal/logging"
@@ -47,6 +48,15 @@ const (
 	// oldLoginFailure is the age past which failed logins are deleted (the
 	// limit counts 15 minutes).
 	oldLoginFailure = time.Hour
+	// migrateTimeout bounds one attempt at the migrations; migrateRetryMax is
+	// the longest wait between two attempts.
+	migrateTimeout  = time.Minute
+	migrateRetryMax = 5 * time.Second
+	// backgroundBudget bounds each statement of the sweeps (retries included).
+	backgroundBudget = time.Minute
+	// lbPerTryTimeout is lb's default proxy.per_try_timeout: DB_RETRY_TIMEOUT
+	// must stay below lb's, or lb answers 504 while the app still waits.
+	lbPerTryTimeout = 5 * time.Second
 )
 
 // run is the whole program: it reads the environment through getenv, serves
@@ -93,9 +103,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // says draining and answers carry Connection: close for SHUTDOWN_DELAY, then a
 // graceful shutdown of up to SHUTDOWN_TIMEOUT.
 func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
-	if cfg.Pool.ConnConfig.ConnectTimeout == 0 {
-		cfg.Pool.ConnConfig.ConnectTimeout = 5 * time.Second
-	}
+	pgretry.ConfigurePool(cfg.Pool)
 	pool, err := pgxpool.NewWithConfig(context.WithoutCancel(ctx), cfg.Pool) // connects lazily
 	if err != nil {
 		return fmt.Errorf("database pool: %w", err)
@@ -111,12 +119,17 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 		cfg.Instance = defaultInstance(addr)
 	}
 	logger = logger.With("instance", cfg.Instance) // every line says which app server wrote it
-	sess, err := pgsession.New(pool, cfg.SessionKeys, pgsession.Options{MaxAge: cfg.SessionMaxAge, Secure: cfg.CookieSecure, Logger: logger})
+	if cfg.DBRetryTimeout >= lbPerTryTimeout {
+		logger.Warn("DB_RETRY_TIMEOUT is not below lb's default per_try_timeout: set lb's proxy.per_try_timeout above it, or lb answers 504 while the app still waits on the database",
+			"db_retry_timeout", cfg.DBRetryTimeout.String(), "lb_default_per_try_timeout", lbPerTryTimeout.String())
+	}
+	db := pgretry.New(pool, pgretry.Options{Budget: cfg.DBRetryTimeout, Logger: logger})
+	sess, err := pgsession.New(db, cfg.SessionKeys, pgsession.Options{MaxAge: cfg.SessionMaxAge, Secure: cfg.CookieSecure, Logger: logger})
 	if err != nil {
 		ln.Close()
 		return &configError{Var: "SESSION_KEYS", Msg: err.Error()}
 	}
-	st := store.New(pool)
+	st := store.New(db)
 	ready := &app.Readiness{}
 	srv := newHTTPServer(app.NewServer(appConfig(cfg), logger, cfg.Resolver, st, sess, ready), logger)
 
@@ -135,7 +148,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("listening", "listener", "app", "addr", addr, "version", version)
+	logger.Info("listening", "listener", "app", "addr", addr, "version", version, "db_retry_timeout", cfg.DBRetryTimeout.String())
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		logger.Warn("systemd notify failed", "err", err)
 	}
@@ -178,6 +191,7 @@ func appConfig(cfg config) app.Config {
 		Instance:       cfg.Instance,
 		MaxUploadBytes: cfg.MaxUploadBytes,
 		MaxTransfers:   int(cfg.DBMaxConns) / 2,
+		DBRetryTimeout: cfg.DBRetryTimeout,
 	}
 }
 
@@ -196,23 +210,33 @@ func newHTTPServer(handler http.Handler, logger *slog.Logger) *http.Server {
 
 // migrate applies the schema migrations, retrying until they succeed (true)
 // or ctx ends (false); until then /healthz answers degraded. PostgreSQL being
-// down at start does not stop the app from starting.
+// down at start, or failing over in the middle, does not stop the app from
+// starting: each attempt is one transaction (never half-applied) bounded by
+// migrateTimeout, and failures are retried with a backoff capped at
+// migrateRetryMax, with one log line each saying whether the failure looks
+// transient (the database away) or not (a migration that cannot apply).
 func migrate(ctx context.Context, logger *slog.Logger, pool *pgxpool.Pool, ready *app.Readiness) bool {
-	const first, most = 250 * time.Millisecond, 10 * time.Second
+	const first = 250 * time.Millisecond
 	wait := first
-	for {
-		mctx, cancel := context.WithTimeout(ctx, time.Minute)
+	for attempt := 1; ; attempt++ {
+		mctx, cancel := context.WithTimeout(ctx, migrateTimeout)
 		err := store.Migrate(mctx, pool)
 		cancel()
 		if err == nil {
 			ready.SetMigrated()
-			logger.Info("database migrated")
+			logger.Info("database migrated", "attempts", attempt)
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
-		logger.Warn("database migration failed; will retry", "err", err, "retry_in", wait.String())
+		level := slog.LevelWarn
+		transient := pgretry.Transient(err)
+		if !transient {
+			level = slog.LevelError
+		}
+		logger.Log(ctx, level, "database migration failed; will retry", "err", err,
+			"attempt", attempt, "transient", transient, "retry_in", wait.String())
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -220,13 +244,14 @@ func migrate(ctx context.Context, logger *slog.Logger, pool *pgxpool.Pool, ready
 			return false
 		case <-t.C:
 		}
-		wait = min(wait*2, most)
+		wait = min(wait*2, migrateRetryMax)
 	}
 }
 
 // sweep deletes, every cleanupEvery until ctx ends, unfinished uploads older
 // than staleUploadAge and login failures too old to count any more.
 func sweep(ctx context.Context, logger *slog.Logger, st *store.Store) {
+	ctx = pgretry.WithBudget(ctx, backgroundBudget) // renewed below, before each statement
 	t := time.NewTicker(cleanupEvery)
 	defer t.Stop()
 	for {
@@ -235,6 +260,7 @@ func sweep(ctx context.Context, logger *slog.Logger, st *store.Store) {
 			return
 		case <-t.C:
 		}
+		pgretry.Renew(ctx)
 		n, err := st.SweepStaleUploads(ctx, staleUploadAge)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -242,6 +268,7 @@ func sweep(ctx context.Context, logger *slog.Logger, st *store.Store) {
 		case n > 0:
 			logger.Info("stale uploads swept", "files", n)
 		}
+		pgretry.Renew(ctx)
 		if _, err := st.PruneLoginFailures(ctx, oldLoginFailure); err != nil && ctx.Err() == nil {
 			logger.Warn("login failure pruning failed", "err", err)
 		}

@@ -288,6 +288,11 @@ func TestDatabaseDownAtStart(t *testing.T) {
 	if code := postJSON(t, http.DefaultClient, a.URL+"/api/signup", `{"username":"early","password":"password1"}`); code != http.StatusServiceUnavailable {
 		t.Errorf("signup with PostgreSQL down: status %d, want 503", code)
 	}
+	// The app says why it is degraded, and that it keeps trying.
+	a.Log.wait(t, 10*time.Second, "about the failed migration", func(m map[string]any) bool {
+		return m["msg"] == "database migration failed; will retry" && m["transient"] == true &&
+			m["level"] == "WARN" && m["retry_in"] != nil && m["attempt"] != nil
+	})
 
 	if err := c.Start(ctx); err != nil {
 		t.Fatalf("restart cluster: %v", err)
@@ -301,6 +306,31 @@ func TestDatabaseDownAtStart(t *testing.T) {
 	}
 	if err := a.stop(t); err != nil {
 		t.Errorf("run: %v", err)
+	}
+}
+
+// TestRetryTimeoutWarning: the app cannot see lb's per_try_timeout, so a
+// DB_RETRY_TIMEOUT at or above lb's default (5s) is logged as a warning at
+// start; the default is not. The listening line shows the value in use.
+func TestRetryTimeoutWarning(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	warned := func(m map[string]any) bool {
+		return m["level"] == "WARN" && strings.HasPrefix(m["msg"].(string), "DB_RETRY_TIMEOUT is not below")
+	}
+	a := startApp(t, testEnv(t, dsn))
+	if got := a.Log.find(warned); len(got) != 0 {
+		t.Errorf("default DB_RETRY_TIMEOUT: warning %v", got)
+	}
+	a.Log.wait(t, time.Second, "listening with db_retry_timeout 4s", func(m map[string]any) bool {
+		return m["msg"] == "listening" && m["db_retry_timeout"] == "4s"
+	})
+
+	env := testEnv(t, dsn)
+	env["DB_RETRY_TIMEOUT"] = "8s"
+	b := startApp(t, env)
+	line := b.Log.wait(t, time.Second, "the per_try_timeout warning", warned)
+	if line["db_retry_timeout"] != "8s" {
+		t.Errorf("warning line %v does not carry db_retry_timeout=8s", line)
 	}
 }
 

@@ -109,6 +109,12 @@ func (a *accounts) signup(ctx context.Context, username, password string) error 
 
 // login checks a username and password from client ip. Errors:
 // *limitedError, errBadCredentials, errBusy, or a database error.
+//
+// Every attempt is counted before its password is checked: a failure row is written first,
+// and only once the database has it is the password compared (a right one then clears the
+// username's failures). So when the count cannot be written (the database is away past the
+// budget, or answers only reads), the answer is 503 whatever the password: an outage never
+// lets a guess through uncounted, nor tells a guesser which password was right.
 func (a *accounts) login(ctx context.Context, ip netip.Addr, username, password string) (store.User, error) {
 	retry, err := a.st.LoginBlocked(ctx, ip, username, loginMaxFailures, loginWindow)
 	if err != nil {
@@ -116,6 +122,9 @@ func (a *accounts) login(ctx context.Context, ip netip.Addr, username, password 
 	}
 	if retry > 0 {
 		return store.User{}, &limitedError{RetryAfter: retry}
+	}
+	if err := a.st.RecordLoginFailure(ctx, ip, username); err != nil {
+		return store.User{}, err
 	}
 
 	user, err := a.st.UserByUsername(ctx, username)
@@ -130,16 +139,14 @@ func (a *accounts) login(ctx context.Context, ip netip.Addr, username, password 
 	if herr := a.hashing(ctx, func() { ok = bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil }); herr != nil {
 		return store.User{}, herr
 	}
-	if ok && err == nil {
-		// Failures for this username stop counting (for its IPs too);
-		// failures for other usernames from the same IP still count.
-		if err := a.st.ClearLoginFailures(ctx, username); err != nil {
-			a.logger.Warn("clear login failures", "err", err)
-		}
-		return user, nil
+	if !ok || err != nil {
+		return store.User{}, errBadCredentials
 	}
-	if err := a.st.RecordLoginFailure(ctx, ip, username); err != nil {
-		return store.User{}, err
+	// Failures for this username stop counting (this attempt's too, and for its IPs);
+	// failures for other usernames from the same IP still count. If this fails, the
+	// attempt stays counted: the limit errs on the safe side.
+	if err := a.st.ClearLoginFailures(ctx, username); err != nil {
+		a.logger.Warn("clear login failures", "err", err)
 	}
-	return store.User{}, errBadCredentials
+	return user, nil
 }

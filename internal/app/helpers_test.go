@@ -18,10 +18,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/crypto/bcrypt"
 
+	"outrigger/internal/app/pgretry"
 	"outrigger/internal/app/pgsession"
 	"outrigger/internal/app/store"
 	"outrigger/internal/clientip"
@@ -110,17 +112,21 @@ func newTestApp(t testing.TB, o appOptions) *testApp {
 	if cfg.MaxTransfers == 0 {
 		cfg.MaxTransfers = 4
 	}
+	if cfg.DBRetryTimeout == 0 {
+		cfg.DBRetryTimeout = time.Second // outages in tests are answered quickly
+	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	db := pgretry.New(pool, pgretry.Options{Budget: cfg.DBRetryTimeout, Logger: logger})
 	ips, err := clientip.NewResolver(o.trusted)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := pgsession.New(pool, []string{testSecret}, pgsession.Options{Secure: !o.plain})
+	sess, err := pgsession.New(db, []string{testSecret}, pgsession.Options{Secure: !o.plain})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := store.New(pool)
+	st := store.New(db)
 	ready := &Readiness{}
 	if !o.notMigrated {
 		ready.SetMigrated()

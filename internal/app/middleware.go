@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
+	"outrigger/internal/app/pgretry"
 	"outrigger/internal/logging"
 )
 
@@ -20,6 +22,14 @@ func withInstance(instance string, ready *Readiness, next http.Handler) http.Han
 			w.Header().Set("Connection", "close")
 		}
 		next.ServeHTTP(w, r)
+	})
+}
+
+// withDBBudget gives every request a database budget of d: all its database
+// calls together wait at most that long (DB_RETRY_TIMEOUT), then it answers 503.
+func withDBBudget(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(pgretry.WithBudget(r.Context(), d)))
 	})
 }
 

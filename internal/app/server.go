@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"time"
 
+	"outrigger/internal/app/pgretry"
 	"outrigger/internal/app/pgsession"
 	"outrigger/internal/app/store"
 	"outrigger/internal/clientip"
@@ -33,6 +34,9 @@ type Config struct {
 	BcryptCost int
 	// HashConcurrency is how many password hashes run at once; 0 means GOMAXPROCS.
 	HashConcurrency int
+	// DBRetryTimeout is how long one request may wait on the database in all
+	// (DB_RETRY_TIMEOUT; see pgretry.Budget); 0 means pgretry.DefaultBudget.
+	DBRetryTimeout time.Duration
 
 	// beforeCopy, if set, runs in a download between reading the file's row
 	// and reading its first chunk (tests break the database there).
@@ -52,6 +56,9 @@ func (c Config) withDefaults() Config {
 	if c.HashConcurrency <= 0 {
 		c.HashConcurrency = runtime.GOMAXPROCS(0)
 	}
+	if c.DBRetryTimeout <= 0 {
+		c.DBRetryTimeout = pgretry.DefaultBudget
+	}
 	return c
 }
 
@@ -70,8 +77,10 @@ func NewServer(cfg Config, logger *slog.Logger, ips *clientip.Resolver,
 
 // middleware wraps the routes in what every request goes through, outermost
 // first: health-check note, request log, X-Instance (and Connection: close
-// while draining), panic recovery, cross-origin protection.
+// while draining), panic recovery, cross-origin protection, the request's
+// database budget.
 func middleware(cfg Config, logger *slog.Logger, ips *clientip.Resolver, ready *Readiness, h http.Handler) http.Handler {
+	h = withDBBudget(cfg.DBRetryTimeout, h)
 	h = crossOriginProtection(h)
 	h = recoverPanics(logger, h)
 	h = withInstance(cfg.Instance, ready, h)

@@ -5,47 +5,51 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"outrigger/internal/app/pgretry"
 )
 
-// cleanupLockKey is the pg_try_advisory_lock key that lets one app server at a time delete
-// expired sessions.
+// cleanupLockKey is the pg_try_advisory_xact_lock key that lets one app server at a time
+// delete expired sessions.
 const cleanupLockKey int64 = 0x6f7574_73657373 // "outsess"
 
 // cleanupBatch is how many expired rows one DELETE statement removes.
 const cleanupBatch = 1000
 
-// DeleteExpired deletes expired sessions in batches of 1000 rows per statement, if this
-// process gets the cleanup advisory lock; locked reports whether it did (another app server
-// holding it is not an error).
+// cleanupBudget bounds each batch of the cleanup (retries included), in the background.
+const cleanupBudget = time.Minute
+
+// DeleteExpired deletes expired sessions in batches of 1000 rows, each in its own short
+// transaction that first takes the cleanup advisory lock (without waiting); locked reports
+// whether the first batch got it (another app server holding it is not an error). A batch
+// whose connection fails is repeated (deleting expired rows twice is harmless), and a lock
+// dies with its transaction, so a failover never leaves it held.
 func (s *Store) DeleteExpired(ctx context.Context) (deleted int64, locked bool, err error) {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return 0, false, fmt.Errorf("delete expired sessions: %w", err)
-	}
-	defer conn.Release()
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", cleanupLockKey).Scan(&locked); err != nil {
-		return 0, false, fmt.Errorf("delete expired sessions: take lock: %w", err)
-	}
-	if !locked {
-		return 0, false, nil
-	}
-	defer func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if _, uerr := conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", cleanupLockKey); uerr != nil {
-			// Never hand a connection that may still hold the lock back to the pool.
-			conn.Conn().Close(uctx)
-		}
-	}()
 	for {
-		tag, err := conn.Exec(ctx, `DELETE FROM sessions WHERE key IN
-			(SELECT key FROM sessions WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`, cleanupBatch)
+		var got bool
+		var n int64
+		bctx := pgretry.WithBudget(ctx, cleanupBudget)
+		err := s.db.Tx(bctx, func(ctx context.Context, tx pgx.Tx) error {
+			if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", cleanupLockKey).Scan(&got); err != nil || !got {
+				return err
+			}
+			tag, err := tx.Exec(ctx, `DELETE FROM sessions WHERE key IN
+				(SELECT key FROM sessions WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`, cleanupBatch)
+			n = tag.RowsAffected()
+			return err
+		})
 		if err != nil {
-			return deleted, true, fmt.Errorf("delete expired sessions: %w", err)
+			return deleted, locked, fmt.Errorf("delete expired sessions: %w", err)
 		}
-		deleted += tag.RowsAffected()
-		if tag.RowsAffected() < cleanupBatch {
-			return deleted, true, nil
+		if !got {
+			return deleted, locked, nil // another app server is at it
+		}
+		locked = true
+		deleted += n
+		if n < cleanupBatch {
+			return deleted, locked, nil
 		}
 	}
 }

@@ -3,8 +3,10 @@
 // The cookie carries only the session id (32 random bytes), signed and encrypted; the row is
 // keyed by sha256(id), so the table alone does not let anyone take over a session. Values are
 // gob-encoded, then signed and encrypted with the same rotating keys. Sessions without values
-// are never stored. Expiry slides, written at most once per MaxAge/10. The table is the
-// "sessions" table of internal/app/store's migrations:
+// are never stored. Expiry slides, written at most once per MaxAge/10. Every statement goes
+// through pgretry (a deadline, retries while the database fails over) and is safe to repeat:
+// a new session is an upsert on sha256 of a fresh random id, an expiry slide an update, a
+// logout a delete. The table is the "sessions" table of internal/app/store's migrations:
 //
 //	sessions(key bytea PRIMARY KEY, data bytea, created_at, modified_at, expires_at timestamptz)
 package pgsession
@@ -30,7 +32,6 @@ import (
 	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"outrigger/internal/app/pgretry"
 )
@@ -65,7 +66,7 @@ type Options struct {
 
 // Store is a sessions.Store on PostgreSQL. It is safe for concurrent use.
 type Store struct {
-	pool         *pgxpool.Pool
+	db           *pgretry.DB
 	cookieCodecs []securecookie.Codec // encode the id into the cookie
 	dataCodecs   []securecookie.Codec // encode the values into the row
 	name         string
@@ -77,13 +78,13 @@ type Store struct {
 
 var _ sessions.Store = (*Store)(nil)
 
-// New returns a Store on pool. secrets must have at least one entry; each has at least
+// New returns a Store on db. secrets must have at least one entry; each has at least
 // MinSecretLen characters and no two are equal. Keys are derived from each secret by
 // HKDF-SHA256; the first secret signs and encrypts, the others only verify and decrypt
 // (rotation: put the new secret first, drop the old one after MaxAge).
-func New(pool *pgxpool.Pool, secrets []string, opts Options) (*Store, error) {
-	if pool == nil {
-		return nil, errors.New("pgsession: nil pool")
+func New(db *pgretry.DB, secrets []string, opts Options) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("pgsession: nil database")
 	}
 	if len(secrets) == 0 {
 		return nil, errors.New("pgsession: no session secret")
@@ -124,7 +125,7 @@ func New(pool *pgxpool.Pool, secrets []string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("pgsession: cookie name %q needs Secure", name)
 	}
 	s := &Store{
-		pool:         pool,
+		db:           db,
 		cookieCodecs: securecookie.CodecsFromPairs(cookiePairs...),
 		dataCodecs:   securecookie.CodecsFromPairs(dataPairs...),
 		name:         name,
@@ -227,8 +228,8 @@ func (s *Store) New(r *http.Request, name string) (*sessions.Session, error) {
 	key := rowKey(id)
 	var data []byte
 	var modifiedAt time.Time
-	err = s.retry(r.Context(), func() error {
-		return s.pool.QueryRow(r.Context(),
+	err = s.db.Do(r.Context(), func(ctx context.Context, q pgretry.Querier) error {
+		return q.QueryRow(ctx,
 			"SELECT data, modified_at FROM sessions WHERE key = $1 AND expires_at > now()", key).
 			Scan(&data, &modifiedAt)
 	})
@@ -294,9 +295,13 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 		if err != nil {
 			return fmt.Errorf("save session: encode: %w", err)
 		}
-		err = s.retry(ctx, func() error {
-			return s.pool.QueryRow(ctx, `INSERT INTO sessions (key, data, expires_at)
-				VALUES ($1, $2, now() + $3::interval) RETURNING modified_at`, key, []byte(data), ttl).Scan(&modifiedAt)
+		// An upsert: the key is new (a fresh random id), so a conflict is this same
+		// write repeated after its acknowledgement was lost.
+		err = s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
+			return q.QueryRow(ctx, `INSERT INTO sessions (key, data, expires_at)
+				VALUES ($1, $2, now() + $3::interval)
+				ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, modified_at = now(), expires_at = EXCLUDED.expires_at
+				RETURNING modified_at`, key, []byte(data), ttl).Scan(&modifiedAt)
 		})
 		if err != nil {
 			return fmt.Errorf("save new session: %w", err)
@@ -312,8 +317,8 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 		if err != nil {
 			return fmt.Errorf("save session: encode: %w", err)
 		}
-		err = s.retry(ctx, func() error {
-			return s.pool.QueryRow(ctx, `UPDATE sessions SET data = $2, modified_at = now(), expires_at = now() + $3::interval
+		err = s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
+			return q.QueryRow(ctx, `UPDATE sessions SET data = $2, modified_at = now(), expires_at = now() + $3::interval
 				WHERE key = $1 AND expires_at > now() RETURNING modified_at`, key, []byte(data), ttl).Scan(&modifiedAt)
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -360,8 +365,8 @@ func (s *Store) expiredCookie(sess *sessions.Session) *http.Cookie {
 
 func (s *Store) deleteRow(ctx context.Context, id string) error {
 	key := rowKey(id)
-	return s.retry(ctx, func() error {
-		_, err := s.pool.Exec(ctx, "DELETE FROM sessions WHERE key = $1", key)
+	return s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
+		_, err := q.Exec(ctx, "DELETE FROM sessions WHERE key = $1", key)
 		return err
 	})
 }
@@ -412,11 +417,4 @@ func sameValues(oldPlain, plain []byte, values map[any]any) bool {
 	}
 	old, err := decodeValues(oldPlain)
 	return err == nil && reflect.DeepEqual(old, values)
-}
-
-// retry runs f, and once more on a fresh connection if its connection was lost (see
-// pgretry.Once). Every statement of this package may run twice: reads, idempotent updates and
-// deletes, and inserts of a new random key.
-func (s *Store) retry(ctx context.Context, f func() error) error {
-	return pgretry.Once(ctx, s.pool, true, f)
 }

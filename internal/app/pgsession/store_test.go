@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/sessions"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"outrigger/internal/app/pgretry"
 	"outrigger/internal/app/store"
 	"outrigger/internal/pgtest"
 )
@@ -31,11 +32,16 @@ var (
 
 func newStore(t testing.TB, pool *pgxpool.Pool, secrets []string, opts Options) *Store {
 	t.Helper()
-	s, err := New(pool, secrets, opts)
+	s, err := New(testDB(pool), secrets, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	return s
+}
+
+// testDB is pool with a short retry budget, so that tests of outages are quick.
+func testDB(pool *pgxpool.Pool) *pgretry.DB {
+	return pgretry.New(pool, pgretry.Options{Budget: 2 * time.Second})
 }
 
 // result is what one request saw and sent.
@@ -194,12 +200,12 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"negative MaxAge", []string{secret1}, Options{MaxAge: -time.Second}},
 	}
 	for _, tt := range tests {
-		if _, err := New(pool, tt.secrets, tt.opts); err == nil {
+		if _, err := New(testDB(pool), tt.secrets, tt.opts); err == nil {
 			t.Errorf("%s: got nil error, want one", tt.name)
 		}
 	}
 	// 32 multi-byte characters are 32 characters.
-	if _, err := New(pool, []string{strings.Repeat("é", MinSecretLen)}, Options{}); err != nil {
+	if _, err := New(testDB(pool), []string{strings.Repeat("é", MinSecretLen)}, Options{}); err != nil {
 		t.Errorf("32 two-byte characters: %v", err)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"outrigger/internal/app/pgretry"
 )
 
 // ChunkSize is the size of each stored piece of a file (the last one may be shorter).
@@ -33,28 +35,37 @@ type File struct {
 	UpdatedAt   time.Time
 }
 
+// discardBudget is how long a failed upload may take to delete what it wrote before it
+// answers (its own budget may be spent): past it, SweepStaleUploads deletes it later.
+const discardBudget = 500 * time.Millisecond
+
 // CreateFile stores the bytes read from r (until r returns io.EOF) as a file of owner, in
 // ChunkSize chunks, each written by its own short statement. It computes the size and
-// SHA-256 and marks the file ready at the end. If reading r fails with any other error
-// (io.ErrUnexpectedEOF from a body cut short included, or an *http.MaxBytesError) or a
-// write fails, it deletes what it wrote and returns the error
-// (wrapping the read error, so errors.As finds it).
+// SHA-256 and marks the file ready at the end, once the database holds every chunk. If
+// reading r fails with any other error (io.ErrUnexpectedEOF from a body cut short included,
+// or an *http.MaxBytesError) or a write fails, it deletes what it wrote and returns the
+// error (wrapping the read error, so errors.As finds it).
+//
+// Every write is safe to repeat after a lost acknowledgement: the file's id is chosen here,
+// a chunk is keyed by (file, index), and marking it ready twice is harmless. Each stored
+// chunk renews the request's database budget (pgretry.Renew): the budget bounds the wait on
+// the database for one chunk, not for the whole upload.
 func (s *Store) CreateFile(ctx context.Context, owner int64, name, contentType string, r io.Reader) (File, error) {
-	f := File{Owner: owner, Name: name, ContentType: contentType}
-	err := s.retry(ctx, false, func() error {
-		return s.pool.QueryRow(ctx,
-			`INSERT INTO files (owner, name, content_type) VALUES ($1, $2, $3)
-			 RETURNING id::text, created_at`, owner, name, contentType).Scan(&f.ID, &f.CreatedAt)
+	f := File{ID: uuid.NewString(), Owner: owner, Name: name, ContentType: contentType}
+	err := s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
+		return q.QueryRow(ctx,
+			`INSERT INTO files (id, owner, name, content_type) VALUES ($1, $2, $3, $4)
+			 ON CONFLICT (id) DO UPDATE SET updated_at = now() RETURNING created_at`,
+			f.ID, owner, name, contentType).Scan(&f.CreatedAt)
 	})
 	if err != nil {
 		return File{}, fmt.Errorf("create file %q: %w", name, err)
 	}
 	if err := s.writeChunks(ctx, &f, r); err != nil {
-		// The caller's ctx may be what failed (client gone): clean up regardless.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if _, derr := s.pool.Exec(dctx, "DELETE FROM files WHERE id = $1", f.ID); derr != nil {
-			return File{}, errors.Join(err, fmt.Errorf("delete aborted upload %s (the sweep will): %w", f.ID, derr))
+		// The caller's ctx may be what failed (client gone), and its budget may be spent.
+		dctx := pgretry.WithBudget(context.WithoutCancel(ctx), discardBudget)
+		if _, derr := s.exec(dctx, "DELETE FROM files WHERE id = $1", f.ID); derr != nil {
+			return File{}, errors.Join(err, fmt.Errorf("delete failed upload %s (the stale upload sweep will): %w", f.ID, derr))
 		}
 		return File{}, err
 	}
@@ -65,6 +76,7 @@ func (s *Store) writeChunks(ctx context.Context, f *File, r io.Reader) error {
 	buf := make([]byte, ChunkSize)
 	h := sha256.New()
 	lastTouch := time.Now()
+	chunks := 0
 	for seq := 0; ; seq++ {
 		n, rerr := fill(r, buf)
 		if rerr != nil && rerr != io.EOF {
@@ -75,14 +87,14 @@ func (s *Store) writeChunks(ctx context.Context, f *File, r io.Reader) error {
 		if n > 0 {
 			h.Write(buf[:n])
 			f.Size += int64(n)
-			if err := s.retry(ctx, false, func() error {
-				_, err := s.pool.Exec(ctx, "INSERT INTO file_chunks (file_id, seq, data) VALUES ($1, $2, $3)", f.ID, seq, buf[:n])
-				return err
-			}); err != nil {
+			chunks++
+			if _, err := s.exec(ctx, `INSERT INTO file_chunks (file_id, seq, data) VALUES ($1, $2, $3)
+				ON CONFLICT (file_id, seq) DO NOTHING`, f.ID, seq, buf[:n]); err != nil {
 				return fmt.Errorf("store chunk %d of file %s: %w", seq, f.ID, err)
 			}
+			pgretry.Renew(ctx)
 			if time.Since(lastTouch) > touchEvery {
-				if _, err := s.pool.Exec(ctx, "UPDATE files SET updated_at = now() WHERE id = $1", f.ID); err != nil {
+				if _, err := s.exec(ctx, "UPDATE files SET updated_at = now() WHERE id = $1", f.ID); err != nil {
 					return fmt.Errorf("touch file %s: %w", f.ID, err)
 				}
 				lastTouch = time.Now()
@@ -93,11 +105,16 @@ func (s *Store) writeChunks(ctx context.Context, f *File, r io.Reader) error {
 		}
 	}
 	f.SHA256 = hex.EncodeToString(h.Sum(nil))
-	err := s.pool.QueryRow(ctx,
-		`UPDATE files SET state = 'ready', size = $2, sha256 = $3, updated_at = now()
-		 WHERE id = $1 AND state = 'uploading' RETURNING updated_at`, f.ID, f.Size, f.SHA256).Scan(&f.UpdatedAt)
+	// Ready only if every chunk is there, whole; a repeat finds it ready with this hash.
+	err := s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
+		return q.QueryRow(ctx, `UPDATE files SET state = 'ready', size = $2, sha256 = $3, updated_at = now()
+			WHERE id = $1 AND (state = 'uploading' OR sha256 = $3)
+			  AND (SELECT count(*) FROM file_chunks WHERE file_id = $1) = $4
+			  AND (SELECT coalesce(sum(octet_length(data)), 0) FROM file_chunks WHERE file_id = $1) = $2
+			RETURNING updated_at`, f.ID, f.Size, f.SHA256, chunks).Scan(&f.UpdatedAt)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("finish file %s: the row is gone (swept as stale?)", f.ID)
+		return fmt.Errorf("finish file %s: the row is gone (swept as stale?) or its chunks are not all there", f.ID)
 	}
 	if err != nil {
 		return fmt.Errorf("finish file %s: %w", f.ID, err)
@@ -133,12 +150,12 @@ func fill(r io.Reader, buf []byte) (int, error) {
 // SweepStaleUploads deletes uploads that made no progress for olderThan (their writer died or
 // gave up) and their chunks. It returns how many files it deleted.
 func (s *Store) SweepStaleUploads(ctx context.Context, olderThan time.Duration) (int64, error) {
-	tag, err := s.pool.Exec(ctx,
+	n, err := s.exec(ctx,
 		"DELETE FROM files WHERE state = 'uploading' AND updated_at < now() - $1::interval", olderThan)
 	if err != nil {
 		return 0, fmt.Errorf("sweep stale uploads: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // canonicalID returns id as a canonical UUID string, or false if it is not a UUID.
@@ -166,9 +183,9 @@ func (s *Store) GetFile(ctx context.Context, owner int64, id string) (File, erro
 		return File{}, ErrNotFound
 	}
 	var f File
-	err := s.retry(ctx, true, func() error {
+	err := s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
 		var err error
-		f, err = scanFile(s.pool.QueryRow(ctx,
+		f, err = scanFile(q.QueryRow(ctx,
 			"SELECT "+fileColumns+" FROM files WHERE id = $1 AND owner = $2 AND state = 'ready'", id, owner))
 		return err
 	})
@@ -183,15 +200,16 @@ func (s *Store) GetFile(ctx context.Context, owner int64, id string) (File, erro
 
 // CopyFileTo writes the bytes of f (from GetFile) to w, one chunk per short query, holding a
 // database connection only while it reads a chunk (never while it writes to w). It returns
-// the number of bytes written.
+// the number of bytes written. Each chunk sent renews the request's database budget
+// (pgretry.Renew), as in CreateFile.
 func (s *Store) CopyFileTo(ctx context.Context, w io.Writer, f File) (int64, error) {
 	chunks := int((f.Size + ChunkSize - 1) / ChunkSize)
 	buf := make(pgtype.PreallocBytes, ChunkSize)
 	var written int64
 	for seq := range chunks {
-		err := s.retry(ctx, true, func() error {
+		err := s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
 			buf = buf[:cap(buf)]
-			return s.pool.QueryRow(ctx, "SELECT data FROM file_chunks WHERE file_id = $1 AND seq = $2", f.ID, seq).Scan(&buf)
+			return q.QueryRow(ctx, "SELECT data FROM file_chunks WHERE file_id = $1 AND seq = $2", f.ID, seq).Scan(&buf)
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return written, fmt.Errorf("read file %s: chunk %d is missing (file deleted?)", f.ID, seq)
@@ -204,6 +222,7 @@ func (s *Store) CopyFileTo(ctx context.Context, w io.Writer, f File) (int64, err
 		if err != nil {
 			return written, fmt.Errorf("write file %s: %w", f.ID, err)
 		}
+		pgretry.Renew(ctx)
 	}
 	if written != f.Size {
 		return written, fmt.Errorf("read file %s: got %d bytes, want %d", f.ID, written, f.Size)
@@ -235,8 +254,8 @@ func (s *Store) ListFiles(ctx context.Context, owner int64, after string, limit 
 			return nil, ErrNotFound
 		}
 		var exists bool
-		if err := s.retry(ctx, true, func() error {
-			return s.pool.QueryRow(ctx,
+		if err := s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
+			return q.QueryRow(ctx,
 				"SELECT EXISTS (SELECT 1 FROM files WHERE id = $1 AND owner = $2 AND state = 'ready')", id, owner).Scan(&exists)
 		}); err != nil {
 			return nil, fmt.Errorf("list files: %w", err)
@@ -251,8 +270,8 @@ func (s *Store) ListFiles(ctx context.Context, owner int64, after string, limit 
 		args = append(args, id)
 	}
 	var files []File
-	err := s.retry(ctx, true, func() error {
-		rows, err := s.pool.Query(ctx, query, args...)
+	err := s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
+		rows, err := q.Query(ctx, query, args...)
 		if err != nil {
 			return err
 		}

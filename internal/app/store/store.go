@@ -2,14 +2,17 @@
 //
 // Nothing here touches the disk: files are stored as 256 KiB bytea chunks, written and read
 // one short statement per chunk, so no transaction stays open for a whole transfer.
+//
+// Every statement goes through pgretry, so it has a deadline and is repeated while the
+// database fails over, within the request's budget; every write is therefore safe to
+// repeat: chunks are keyed by (file, index), a file's row by an id chosen here, a signup
+// recognises its own row, and deletes and updates are idempotent.
 package store
 
 import (
 	"context"
 	"errors"
 	"fmt"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"outrigger/internal/app/pgretry"
 )
@@ -23,25 +26,18 @@ var (
 
 // Store is the app's data in PostgreSQL. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	db *pgretry.DB
 }
 
-// New returns a Store on pool. The schema must be migrated (see Migrate).
-func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool}
+// New returns a Store on db. The schema must be migrated (see Migrate).
+func New(db *pgretry.DB) *Store {
+	return &Store{db: db}
 }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers (once: the caller's context bounds it).
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
+	if err := s.db.Pool().Ping(ctx); err != nil {
 		return fmt.Errorf("ping database: %w", err)
 	}
 	return nil
-}
-
-// retry runs f, and once more on a fresh connection if its connection was lost (see
-// pgretry.Once). readOnly: f may run twice (reads); writes are retried only when
-// pgconn.SafeToRetry says they never reached the server.
-func (s *Store) retry(ctx context.Context, readOnly bool, f func() error) error {
-	return pgretry.Once(ctx, s.pool, readOnly, f)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"outrigger/internal/app/pgretry"
 	"outrigger/internal/app/store"
 	"outrigger/internal/pgtest"
 )
@@ -28,7 +29,12 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 func newStore(t testing.TB) (*store.Store, *pgxpool.Pool) {
 	t.Helper()
 	pool := pgtest.Pool(t, store.Migrate)
-	return store.New(pool), pool
+	return store.New(testDB(pool)), pool
+}
+
+// testDB is pool with a short retry budget, so that tests of outages are quick.
+func testDB(pool *pgxpool.Pool) *pgretry.DB {
+	return pgretry.New(pool, pgretry.Options{Budget: 2 * time.Second})
 }
 
 // waitFor polls cond every 10 ms until it holds, failing the test after 10 s.
@@ -563,7 +569,7 @@ func TestDatabaseRestart(t *testing.T) {
 	pool := pgtest.OpenPool(t, cluster.DSN("postgres"), func(c *pgxpool.Config) {
 		c.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
 	}, store.Migrate)
-	st := store.New(pool)
+	st := store.New(testDB(pool))
 	alice := mustUser(t, st, "alice")
 	data := randomBytes(t, store.ChunkSize+1)
 	f, err := st.CreateFile(ctx, alice.ID, "f", "text/plain", bytes.NewReader(data))

@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+
+	"outrigger/internal/app/pgretry"
 )
 
 // User is an account.
@@ -19,14 +20,22 @@ type User struct {
 	CreatedAt    time.Time
 }
 
-// CreateUser adds an account. It returns ErrUsernameTaken if the username exists.
+// CreateUser adds an account. It returns ErrUsernameTaken if the username belongs to
+// someone else. It is safe to repeat: a repeat after a lost acknowledgement finds the row
+// it wrote (same username and same hash, whose salt is unique to this signup) and succeeds.
 func (s *Store) CreateUser(ctx context.Context, username string, passwordHash []byte) (User, error) {
 	u := User{Username: username, PasswordHash: passwordHash}
-	err := s.pool.QueryRow(ctx,
-		"INSERT INTO users (username, password_hash) VALUES ($1, $2) RETURNING id, created_at",
-		username, passwordHash).Scan(&u.ID, &u.CreatedAt)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+	err := s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
+		// The SELECT does not see the CTE's insert (one snapshot), only an earlier one.
+		return q.QueryRow(ctx, `WITH ins AS (
+				INSERT INTO users (username, password_hash) VALUES ($1, $2)
+				ON CONFLICT (username) DO NOTHING RETURNING id, created_at)
+			SELECT id, created_at FROM ins
+			UNION ALL
+			SELECT id, created_at FROM users WHERE username = $1 AND password_hash = $2`,
+			username, passwordHash).Scan(&u.ID, &u.CreatedAt)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, ErrUsernameTaken
 	}
 	if err != nil {
@@ -47,8 +56,8 @@ func (s *Store) UserByID(ctx context.Context, id int64) (User, error) {
 
 func (s *Store) user(ctx context.Context, column string, v any) (User, error) {
 	var u User
-	err := s.retry(ctx, true, func() error {
-		return s.pool.QueryRow(ctx,
+	err := s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
+		return q.QueryRow(ctx,
 			"SELECT id, username, password_hash, created_at FROM users WHERE "+column+" = $1", v).
 			Scan(&u.ID, &u.Username, &u.PasswordHash, &u.CreatedAt)
 	})
@@ -69,12 +78,16 @@ func ipParam(ip netip.Addr) any {
 	return ip.Unmap()
 }
 
-// RecordLoginFailure records one failed login from client ip for username.
+// RecordLoginFailure records one failed login from client ip for username. The app records
+// every attempt this way before it checks the password (and clears the username's failures
+// when the password was right), so that no guess goes uncounted. A repeat after a lost
+// acknowledgement counts the attempt twice, which errs on the side of the limit.
 func (s *Store) RecordLoginFailure(ctx context.Context, ip netip.Addr, username string) error {
-	if err := s.retry(ctx, false, func() error {
-		_, err := s.pool.Exec(ctx, "INSERT INTO login_failures (client_ip, username) VALUES ($1, $2)", ipParam(ip), username)
+	err := s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
+		_, err := q.Exec(ctx, "INSERT INTO login_failures (client_ip, username) VALUES ($1, $2)", ipParam(ip), username)
 		return err
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("record login failure for %q: %w", username, err)
 	}
 	return nil
@@ -83,8 +96,8 @@ func (s *Store) RecordLoginFailure(ctx context.Context, ip netip.Addr, username 
 // CountLoginFailures counts the failed logins of the last window from client ip and for
 // username (whatever their IP).
 func (s *Store) CountLoginFailures(ctx context.Context, ip netip.Addr, username string, window time.Duration) (byIP, byUser int, err error) {
-	err = s.retry(ctx, true, func() error {
-		return s.pool.QueryRow(ctx, `SELECT
+	err = s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
+		return q.QueryRow(ctx, `SELECT
 			(SELECT count(*) FROM login_failures WHERE client_ip = $1 AND at > now() - $3::interval),
 			(SELECT count(*) FROM login_failures WHERE username = $2 AND at > now() - $3::interval)`,
 			ipParam(ip), username, window).Scan(&byIP, &byUser)
@@ -104,8 +117,8 @@ func (s *Store) LoginBlocked(ctx context.Context, ip netip.Addr, username string
 	}
 	// The limit-th newest failure in the window: once it leaves, fewer than limit remain.
 	var wait *float64
-	err := s.retry(ctx, true, func() error {
-		return s.pool.QueryRow(ctx, `SELECT extract(epoch FROM max(w))::float8 FROM (
+	err := s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
+		return q.QueryRow(ctx, `SELECT extract(epoch FROM max(w))::float8 FROM (
 		(SELECT at + $3::interval - now() AS w FROM login_failures
 		  WHERE client_ip = $1 AND at > now() - $3::interval ORDER BY at DESC OFFSET $4 - 1 LIMIT 1)
 		UNION ALL
@@ -126,7 +139,7 @@ func (s *Store) LoginBlocked(ctx context.Context, ip netip.Addr, username string
 // Those rows then no longer count for their client IP either; failures for other
 // usernames from the same IP stay.
 func (s *Store) ClearLoginFailures(ctx context.Context, username string) error {
-	if _, err := s.pool.Exec(ctx, "DELETE FROM login_failures WHERE username = $1", username); err != nil {
+	if _, err := s.exec(ctx, "DELETE FROM login_failures WHERE username = $1", username); err != nil {
 		return fmt.Errorf("clear login failures for %q: %w", username, err)
 	}
 	return nil
@@ -134,9 +147,21 @@ func (s *Store) ClearLoginFailures(ctx context.Context, username string) error {
 
 // PruneLoginFailures deletes failures older than olderThan; it returns how many.
 func (s *Store) PruneLoginFailures(ctx context.Context, olderThan time.Duration) (int64, error) {
-	tag, err := s.pool.Exec(ctx, "DELETE FROM login_failures WHERE at < now() - $1::interval", olderThan)
+	n, err := s.exec(ctx, "DELETE FROM login_failures WHERE at < now() - $1::interval", olderThan)
 	if err != nil {
 		return 0, fmt.Errorf("prune login failures: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
+}
+
+// exec runs one statement that is safe to repeat and returns the rows it affected (of its
+// last run).
+func (s *Store) exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	var n int64
+	err := s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
+		tag, err := q.Exec(ctx, sql, args...)
+		n = tag.RowsAffected()
+		return err
+	})
+	return n, err
 }
