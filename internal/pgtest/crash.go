@@ -31,7 +31,7 @@ func (c *Cluster) abort(ctx context.Context, sig syscall.Signal) error {
 	}
 	proc, done := c.proc, c.done
 	c.proc, c.done = nil, nil
-	pid := proc.Process.Pid
+	shmid := c.shmID()
 	_ = proc.Process.Signal(sig)
 	select {
 	case <-done:
@@ -39,42 +39,56 @@ func (c *Cluster) abort(ctx context.Context, sig syscall.Signal) error {
 		_ = proc.Process.Kill()
 		<-done
 	}
-	// After a SIGKILL the backends notice their postmaster's death by themselves: a new
-	// postmaster refuses to start while they still hold the shared memory.
+	// After a SIGKILL the backends notice their postmaster's death by themselves (each
+	// leads a process group of its own): a new postmaster refuses to start while one of
+	// them is still attached to the shared memory.
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for groupAlive(pid) {
+	for shmAttached(shmid) {
 		select {
 		case <-ctx.Done():
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
-			return fmt.Errorf("postgres in %s: server processes still running after %v: %w", c.dir, sig, ctx.Err())
+			return fmt.Errorf("postgres in %s: server processes still attached after %v: %w", c.dir, sig, ctx.Err())
 		case <-tick.C:
 		}
 	}
 	return nil
 }
 
-// groupAlive reports whether a process of process group pgid is alive (zombies, which have
-// released their memory, do not count). The postmaster leads its own group (Setpgid), and
-// its backends inherit it.
-func groupAlive(pgid int) bool {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, p := range stats {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		// "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
-			return true
+// shmID is the System V shared memory id the server recorded in postmaster.pid (line 7:
+// "key id"), or -1.
+func (c *Cluster) shmID() int {
+	b, err := os.ReadFile(filepath.Join(c.dataDir(), "postmaster.pid"))
+	if err != nil {
+		return -1
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 7 {
+		return -1
+	}
+	f := strings.Fields(lines[6])
+	if len(f) != 2 {
+		return -1
+	}
+	id, err := strconv.Atoi(f[1])
+	if err != nil {
+		return -1
+	}
+	return id
+}
+
+// shmAttached reports whether a process is attached to shared memory segment id.
+func shmAttached(id int) bool {
+	if id < 0 {
+		return false
+	}
+	b, err := os.ReadFile("/proc/sysvipc/shm")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line) // key shmid perms size cpid lpid nattch ...
+		if len(f) > 6 && f[1] == strconv.Itoa(id) {
+			return f[6] != "0"
 		}
 	}
 	return false

@@ -18,3 +18,8 @@ func MigrateWithin(ctx context.Context, pool *pgxpool.Pool, lockTimeout time.Dur
 	}
 	return migrate(ctx, pool, ms, lockTimeout, attempts)
 }
+
+// MigrateThese applies ms (test migrations) as Migrate applies the embedded ones, once.
+func MigrateThese(ctx context.Context, pool *pgxpool.Pool, ms []Migration) error {
+	return migrate(ctx, pool, ms, MigrateLockTimeout, 1)
+}
