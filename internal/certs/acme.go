@@ -1,13 +1,10 @@
 package certs
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -79,7 +76,8 @@ func newACME(ctx context.Context, cfg lbconfig.ACME, logger *slog.Logger, expiry
 	for _, d := range cfg.Domains {
 		a.allowed[strings.ToLower(d)] = true
 	}
-	client.Transport = &acmeTransport{next: client.Transport, log: logger, seen: map[string]bool{}}
+	transport := &acmeTransport{next: client.Transport, log: logger, seen: map[string]bool{}}
+	client.Transport = transport
 
 	var cache autocert.Cache = autocert.DirCache(cfg.CacheDir)
 	if cfg.CacheDatabaseURL != "" {
@@ -90,6 +88,9 @@ func newACME(ctx context.Context, cfg lbconfig.ACME, logger *slog.Logger, expiry
 		cache = pc
 		a.lock = pc.issueLock
 		a.closer = pc.Close
+		transport.gate = func(ctx context.Context, names []string) (func(bool), error) {
+			return pc.orderGate(ctx, names, a.serving)
+		}
 	}
 	a.exportConfigured(ctx, autocert.DirCache(cfg.CacheDir))
 	a.m = &autocert.Manager{
@@ -227,6 +228,13 @@ func (a *acmeCerts) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 	return cert, nil
 }
 
+// serving returns the leaf this process serves for name, or nil.
+func (a *acmeCerts) serving(name string) *x509.Certificate {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.leaves[name]
+}
+
 // holds reports whether this process already serves a certificate for name.
 func (a *acmeCerts) holds(name string) bool {
 	a.mu.Lock()
@@ -357,84 +365,4 @@ func (c *observedCache) Put(ctx context.Context, key string, data []byte) error 
 		}
 	}
 	return err
-}
-
-// acmeTransport logs what the ACME server says went wrong: problem
-// documents (with the CA's reason) and challenges it found invalid.
-type acmeTransport struct {
-	next http.RoundTripper
-	log  *slog.Logger
-
-	mu   sync.Mutex
-	seen map[string]bool // challenge URLs already logged
-}
-
-type acmeProblem struct {
-	Type   string `json:"type"`
-	Detail string `json:"detail"`
-}
-
-func (t *acmeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.next.RoundTrip(req)
-	if err != nil {
-		t.log.Error("acme request failed", "url", req.URL.Redacted(), "err", err)
-		return nil, err
-	}
-	ct := resp.Header.Get("Content-Type")
-	if !strings.Contains(ct, "json") || resp.ContentLength > 1<<20 {
-		return resp, nil
-	}
-	body, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	if rerr != nil {
-		return resp, nil
-	}
-	if resp.StatusCode >= 400 {
-		var p acmeProblem
-		_ = json.Unmarshal(body, &p)
-		level := slog.LevelError
-		if strings.HasSuffix(p.Type, ":badNonce") {
-			level = slog.LevelDebug // the client retries these
-		}
-		t.log.Log(req.Context(), level, "acme error", "url", req.URL.Redacted(),
-			"status", resp.StatusCode, "type", p.Type, "reason", p.Detail)
-		return resp, nil
-	}
-	var authz struct {
-		Status     string `json:"status"`
-		Identifier struct {
-			Value string `json:"value"`
-		} `json:"identifier"`
-		Challenges []struct {
-			Type  string       `json:"type"`
-			URL   string       `json:"url"`
-			Error *acmeProblem `json:"error"`
-		} `json:"challenges"`
-	}
-	if json.Unmarshal(body, &authz) != nil {
-		return resp, nil
-	}
-	for _, c := range authz.Challenges {
-		if c.Error == nil || t.logged(c.URL) {
-			continue
-		}
-		t.log.Error("acme challenge failed", "name", authz.Identifier.Value,
-			"challenge", c.Type, "type", c.Error.Type, "reason", c.Error.Detail)
-	}
-	return resp, nil
-}
-
-// logged reports whether url was logged before, and remembers it.
-func (t *acmeTransport) logged(url string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.seen[url] {
-		return true
-	}
-	if len(t.seen) > 1024 {
-		clear(t.seen)
-	}
-	t.seen[url] = true
-	return false
 }

@@ -27,10 +27,16 @@ import (
 const MinCacheKeyLen = 32
 
 const (
-	pgQueryTimeout = 10 * time.Second
-	pgLockTimeout  = 5 * time.Minute // as long as autocert gives an issuance
-	pgPoolConns    = 8
-	sealVersion    = 1
+	// pgCallTimeout bounds every call to the database (a handshake for a name not in
+	// memory waits at most this long on a database that vanished); keep connect_timeout
+	// in cache_database_url short (2s), since a dead host listed first costs that much.
+	pgCallTimeout = 3 * time.Second
+	// pgDownFor: after a failed call the database is left alone this long (the local
+	// cache answers at once), then tried again.
+	pgDownFor     = 5 * time.Second
+	pgLockTimeout = 5 * time.Minute // as long as autocert gives an issuance
+	pgPoolConns   = 8
+	sealVersion   = 1
 )
 
 // PGCache is an autocert.Cache in PostgreSQL (table autocert_cache), shared
@@ -39,24 +45,36 @@ const (
 // additional data). Every Put and Delete also goes to a local cache (the
 // cache_dir; challenge tokens excepted, they live in the database only),
 // and Get falls back to it while PostgreSQL is unreachable, so an lb
-// starts and serves what it had with the database down. Used through
-// Source (tls.acme.cache_database_url), the first issuance of a name also
-// runs under a PostgreSQL advisory lock, so that lbs do not order twice.
+// starts and serves what it had with the database down.
+//
+// Through a failover: every call has a deadline (pgCallTimeout), and after a
+// failure the database is left alone for pgDownFor, the local cache
+// answering at once, so that no handshake waits on a dead database for
+// long; certificates in memory never touch it. Used through Source
+// (tls.acme.cache_database_url), every ACME order (first issuance and
+// renewal) is placed under a PostgreSQL advisory lock on the name (see
+// issuelock.go), so that lbs never order twice, and never without the lock.
 type PGCache struct {
 	pool  *pgxpool.Pool
 	aead  cipher.AEAD
 	local autocert.Cache // nil: none
 	log   *slog.Logger
 
-	schemaMu sync.Mutex
-	schemaOK bool
-	dbDown   atomic.Bool
+	callTimeout time.Duration // pgCallTimeout; tests shorten them
+	downFor     time.Duration // pgDownFor
+
+	schemaMu  sync.Mutex
+	schemaOK  bool
+	dbDown    atomic.Bool
+	downUntil atomic.Int64 // unix nanoseconds: skip the database until then
 
 	// lockSem bounds the connections held by issuance locks, so that the
 	// cache calls made under a lock always find a free connection.
 	lockSem chan struct{}
 	nameMu  sync.Mutex
 	names   map[string]chan struct{} // per-name lock within the process
+	held    map[string]int           // names whose issuance lock this process holds
+	orders  map[string]*orderLock    // locks taken for an order outside issueLock
 }
 
 // NewPGCache returns a cache on pool, encrypting with a key derived from
@@ -84,8 +102,11 @@ func NewPGCache(pool *pgxpool.Pool, secret []byte, local autocert.Cache, logger 
 	n := max(1, int(pool.Config().MaxConns)/2)
 	return &PGCache{
 		pool: pool, aead: aead, local: local, log: logger,
+		callTimeout: pgCallTimeout, downFor: pgDownFor,
 		lockSem: make(chan struct{}, n),
 		names:   map[string]chan struct{}{},
+		held:    map[string]int{},
+		orders:  map[string]*orderLock{},
 	}, nil
 }
 
@@ -109,7 +130,7 @@ func newPGCacheFromConfig(ctx context.Context, cfg lbconfig.ACME, local autocert
 	// An issuance lock holds a connection while the cache needs another.
 	pcfg.MaxConns = max(pcfg.MaxConns, 2)
 	if pcfg.ConnConfig.ConnectTimeout == 0 {
-		pcfg.ConnConfig.ConnectTimeout = 5 * time.Second
+		pcfg.ConnConfig.ConnectTimeout = 2 * time.Second // per host; below pgCallTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
@@ -123,8 +144,11 @@ func newPGCacheFromConfig(ctx context.Context, cfg lbconfig.ACME, local autocert
 	return c, nil
 }
 
-// Close closes the pool.
-func (c *PGCache) Close() { c.pool.Close() }
+// Close releases the order locks still held, then closes the pool.
+func (c *PGCache) Close() {
+	c.releaseOrders()
+	c.pool.Close()
+}
 
 const schemaSQL = `CREATE TABLE IF NOT EXISTS autocert_cache (
 	key        text PRIMARY KEY,
@@ -160,6 +184,9 @@ func isTokenKey(key string) bool {
 	return strings.HasSuffix(key, "+token") || strings.HasSuffix(key, "+http-01")
 }
 
+// errDBSkipped is what a call gets while the database is left alone after a failure.
+var errDBSkipped = errors.New("certs: certificate cache database not tried: it failed a moment ago")
+
 // Get returns the value of key: from PostgreSQL (and written through to
 // the local cache), or from the local cache while the database is
 // unreachable. A missing key is exactly autocert.ErrCacheMiss.
@@ -167,17 +194,9 @@ func (c *PGCache) Get(ctx context.Context, key string) ([]byte, error) {
 	data, err := c.dbGet(ctx, key)
 	switch {
 	case err == nil:
-		c.setDown(false, nil)
-		if c.local != nil && !isTokenKey(key) {
-			if old, lerr := c.local.Get(ctx, key); lerr != nil || !bytes.Equal(old, data) {
-				if perr := c.local.Put(ctx, key, data); perr != nil {
-					c.log.Warn("certificate cache: write to cache_dir failed", "key", key, "err", perr)
-				}
-			}
-		}
+		c.syncLocal(ctx, key, data)
 		return data, nil
 	case errors.Is(err, pgx.ErrNoRows):
-		c.setDown(false, nil)
 		// Seed the database from what this lb had before (not tokens).
 		if c.local == nil || isTokenKey(key) {
 			return nil, autocert.ErrCacheMiss
@@ -194,19 +213,49 @@ func (c *PGCache) Get(ctx context.Context, key string) ([]byte, error) {
 		c.log.Error("certificate cache: cannot decrypt a row (wrong tls.acme.cache_key_file?)", "key", key)
 		return nil, err
 	default:
-		c.setDown(true, err)
-		if c.local == nil {
+		if c.local == nil || isTokenKey(key) {
 			return nil, err
 		}
 		return c.local.Get(ctx, key) // ErrCacheMiss as is
 	}
 }
 
+// syncLocal brings the local cache in line with the database's value of key,
+// except when the local one holds a certificate that expires later (renewed
+// while the database was away): that one goes to the database instead.
+func (c *PGCache) syncLocal(ctx context.Context, key string, data []byte) {
+	if c.local == nil || isTokenKey(key) {
+		return
+	}
+	old, lerr := c.local.Get(ctx, key)
+	if lerr == nil && bytes.Equal(old, data) {
+		return
+	}
+	if lerr == nil && laterCert(old, data) {
+		if err := c.dbPut(ctx, key, old); err != nil {
+			c.log.Warn("certificate cache: copy of a newer certificate from cache_dir to the database failed", "key", key, "err", err)
+		}
+		return
+	}
+	if err := c.local.Put(ctx, key, data); err != nil {
+		c.log.Warn("certificate cache: write to cache_dir failed", "key", key, "err", err)
+	}
+}
+
+// laterCert reports whether a and b both hold certificates and a's expires later.
+func laterCert(a, b []byte) bool {
+	la, errA := leafFromPEM(a)
+	lb, errB := leafFromPEM(b)
+	return errA == nil && errB == nil && la.NotAfter.After(lb.NotAfter)
+}
+
 // Put stores data under key in the local cache and in PostgreSQL. When
 // only the database write fails, the error is logged and nil returned: the
 // value is kept in cache_dir (autocert would otherwise drop a renewed
-// certificate).
+// certificate), and goes to the database once it is back and Get finds it
+// older there. A certificate's Put ends the order lock taken for it.
 func (c *PGCache) Put(ctx context.Context, key string, data []byte) error {
+	defer c.releaseOrder(strings.TrimSuffix(key, "+rsa")) // tokens and the account hold none
 	if c.local != nil && !isTokenKey(key) {
 		if err := c.local.Put(ctx, key, data); err != nil {
 			return fmt.Errorf("certificate cache: write %s to cache_dir: %w", key, err)
@@ -214,10 +263,8 @@ func (c *PGCache) Put(ctx context.Context, key string, data []byte) error {
 	}
 	err := c.dbPut(ctx, key, data)
 	if err == nil {
-		c.setDown(false, nil)
 		return nil
 	}
-	c.setDown(true, err)
 	if c.local == nil || isTokenKey(key) {
 		return err
 	}
@@ -231,50 +278,69 @@ func (c *PGCache) Delete(ctx context.Context, key string) error {
 	if c.local != nil && !isTokenKey(key) {
 		lerr = c.local.Delete(ctx, key)
 	}
-	ctx, cancel := context.WithTimeout(ctx, pgQueryTimeout)
-	defer cancel()
-	if err := c.ensureSchema(ctx); err != nil {
-		return errors.Join(lerr, err)
-	}
-	if _, err := c.pool.Exec(ctx, `DELETE FROM autocert_cache WHERE key = $1`, key); err != nil {
+	err := c.call(ctx, func(ctx context.Context) error {
+		_, err := c.pool.Exec(ctx, `DELETE FROM autocert_cache WHERE key = $1`, key)
+		return err
+	})
+	if err != nil {
 		return errors.Join(lerr, fmt.Errorf("delete %s from autocert_cache: %w", key, err))
 	}
 	return lerr
 }
 
-func (c *PGCache) dbGet(ctx context.Context, key string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, pgQueryTimeout)
+// call runs f with a deadline of callTimeout, after making sure the table
+// exists, unless the database failed less than downFor ago (errDBSkipped). A
+// failure (other than a missing row or a value that does not decrypt) marks
+// the database down.
+func (c *PGCache) call(ctx context.Context, f func(context.Context) error) error {
+	if time.Now().UnixNano() < c.downUntil.Load() {
+		return errDBSkipped
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
 	defer cancel()
-	if err := c.ensureSchema(ctx); err != nil {
-		return nil, err
+	err := c.ensureSchema(ctx)
+	if err == nil {
+		err = f(ctx)
 	}
-	var sealed []byte
-	err := c.pool.QueryRow(ctx, `SELECT data FROM autocert_cache WHERE key = $1`, key).Scan(&sealed)
-	if err != nil {
+	switch {
+	case err == nil, errors.Is(err, pgx.ErrNoRows), errors.Is(err, errDecrypt):
+		c.setDown(false, nil)
+	default:
+		c.setDown(true, err)
+	}
+	return err
+}
+
+func (c *PGCache) dbGet(ctx context.Context, key string) ([]byte, error) {
+	var data []byte
+	err := c.call(ctx, func(ctx context.Context) error {
+		var sealed []byte
+		err := c.pool.QueryRow(ctx, `SELECT data FROM autocert_cache WHERE key = $1`, key).Scan(&sealed)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, err
+			return err
 		}
-		return nil, fmt.Errorf("read %s from autocert_cache: %w", key, err)
-	}
-	return c.open(key, sealed)
+		if err != nil {
+			return fmt.Errorf("read %s from autocert_cache: %w", key, err)
+		}
+		data, err = c.open(key, sealed)
+		return err
+	})
+	return data, err
 }
 
 func (c *PGCache) dbPut(ctx context.Context, key string, data []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, pgQueryTimeout)
-	defer cancel()
-	if err := c.ensureSchema(ctx); err != nil {
-		return err
-	}
 	sealed, err := c.seal(key, data)
 	if err != nil {
 		return err
 	}
-	_, err = c.pool.Exec(ctx, `INSERT INTO autocert_cache (key, data, updated_at) VALUES ($1, $2, now())
-		ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, updated_at = now()`, key, sealed)
-	if err != nil {
-		return fmt.Errorf("write %s to autocert_cache: %w", key, err)
-	}
-	return nil
+	return c.call(ctx, func(ctx context.Context) error {
+		_, err := c.pool.Exec(ctx, `INSERT INTO autocert_cache (key, data, updated_at) VALUES ($1, $2, now())
+			ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, updated_at = now()`, key, sealed)
+		if err != nil {
+			return fmt.Errorf("write %s to autocert_cache: %w", key, err)
+		}
+		return nil
+	})
 }
 
 var errDecrypt = errors.New("certs: autocert_cache row does not decrypt with this key")
@@ -301,8 +367,13 @@ func (c *PGCache) open(key string, sealed []byte) ([]byte, error) {
 	return data, nil
 }
 
-// setDown logs when the database becomes unreachable and when it is back.
+// setDown records whether the database answers (while down, calls skip it
+// for downFor after each failure), and logs when it becomes unreachable and
+// when it is back.
 func (c *PGCache) setDown(down bool, err error) {
+	if down {
+		c.downUntil.Store(time.Now().Add(c.downFor).UnixNano())
+	}
 	if c.dbDown.Swap(down) == down {
 		return
 	}
@@ -311,75 +382,4 @@ func (c *PGCache) setDown(down bool, err error) {
 	} else {
 		c.log.Info("certificate cache database reachable again")
 	}
-}
-
-// ErrNoIssuanceLock is returned for a name that is not cached locally while
-// the database (and so the issuance lock) is unreachable.
-var ErrNoIssuanceLock = errors.New("certs: certificate cache database unreachable: cannot coordinate issuance")
-
-// issueLock runs fn (autocert's GetCertificate for name) under a
-// transaction-scoped advisory lock on name, so that of several lbs seeing
-// a new name at once only one orders; the others then find its certificate
-// in the cache. Within the process, calls for one name are serialised
-// first. With the database down, fn runs without the lock only if the
-// certificate is in the local cache.
-func (c *PGCache) issueLock(ctx context.Context, name string, fn func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, pgLockTimeout)
-	defer cancel()
-	mu := c.nameLock(name)
-	select {
-	case mu <- struct{}{}:
-		defer func() { <-mu }()
-	case <-ctx.Done():
-		return fmt.Errorf("wait for issuance of %s: %w", name, ctx.Err())
-	}
-	select {
-	case c.lockSem <- struct{}{}:
-		defer func() { <-c.lockSem }()
-	case <-ctx.Done():
-		return fmt.Errorf("wait for issuance lock on %s: %w", name, ctx.Err())
-	}
-
-	tx, err := c.pool.Begin(ctx)
-	if err == nil {
-		_, err = tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "autocert:"+name)
-		if err != nil {
-			_ = tx.Rollback(context.Background())
-		}
-	}
-	if err != nil && ctx.Err() != nil {
-		return fmt.Errorf("wait for issuance lock on %s: %w", name, ctx.Err())
-	}
-	if err != nil {
-		c.setDown(true, err)
-		if c.local != nil && c.hasLocal(ctx, name) {
-			return fn()
-		}
-		return fmt.Errorf("%w (%s): %v", ErrNoIssuanceLock, name, err)
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }() // releases the lock
-	return fn()
-}
-
-// hasLocal reports whether the local cache has a certificate for name.
-func (c *PGCache) hasLocal(ctx context.Context, name string) bool {
-	for _, k := range []string{name, name + "+rsa"} {
-		if _, err := c.local.Get(ctx, k); err == nil {
-			return true
-		}
-	}
-	return false
-}
-
-// nameLock returns the process-wide lock of name (a channel of one slot,
-// so that waiting can give up with the context).
-func (c *PGCache) nameLock(name string) chan struct{} {
-	c.nameMu.Lock()
-	defer c.nameMu.Unlock()
-	mu := c.names[name]
-	if mu == nil {
-		mu = make(chan struct{}, 1)
-		c.names[name] = mu
-	}
-	return mu
 }
