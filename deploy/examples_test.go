@@ -73,7 +73,7 @@ func TestAppEnvExample(t *testing.T) {
 		}
 	}
 	for _, v := range []string{"DATABASE_URL", "APP_LISTEN", "SESSION_KEYS", "SESSION_MAX_AGE", "COOKIE_SECURE",
-		"TRUSTED_PROXIES", "APP_INSTANCE", "MAX_UPLOAD_BYTES", "DB_MAX_CONNS", "SHUTDOWN_DELAY", "SHUTDOWN_TIMEOUT", "LOG_FORMAT"} {
+		"TRUSTED_PROXIES", "APP_INSTANCE", "MAX_UPLOAD_BYTES", "DB_MAX_CONNS", "DB_RETRY_TIMEOUT", "SHUTDOWN_DELAY", "SHUTDOWN_TIMEOUT", "LOG_FORMAT"} {
 		if !mentioned[v] {
 			t.Errorf("app.env.example does not mention %s", v)
 		}
