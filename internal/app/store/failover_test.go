@@ -121,6 +121,35 @@ func TestSignupLostAck(t *testing.T) {
 	}
 }
 
+// TestLongUploadWithinBudget: a healthy upload whose chunk writes take longer in all than the
+// budget (each is slow, none too slow) succeeds: the budget bounds the wait on the database
+// for one chunk, not for the whole transfer; and so does a download of it.
+func TestLongUploadWithinBudget(t *testing.T) {
+	ctx := t.Context()
+	st, pool := newStore(t)
+	alice := mustUser(t, st, "alice")
+	// Every chunk written costs the database 100 ms.
+	if _, err := pool.Exec(ctx, `CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS
+		'BEGIN PERFORM pg_sleep(0.1); RETURN NEW; END';
+		CREATE TRIGGER slow BEFORE INSERT ON file_chunks FOR EACH ROW EXECUTE FUNCTION slow()`); err != nil {
+		t.Fatal(err)
+	}
+	budget := 400 * time.Millisecond
+	data := randomBytes(t, 8*store.ChunkSize)
+	start := time.Now()
+	f, err := st.CreateFile(pgretry.WithBudget(ctx, budget), alice.ID, "long.bin", "application/octet-stream", bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("upload of 8 chunks of 100 ms each with a budget of %v: %v", budget, err)
+	}
+	if took := time.Since(start); took < 800*time.Millisecond {
+		t.Fatalf("the upload took %v: the chunks were not slow, the test proves nothing", took)
+	}
+	var out bytes.Buffer
+	if _, err := st.CopyFileTo(pgretry.WithBudget(ctx, budget), &out, f); err != nil || !bytes.Equal(out.Bytes(), data) {
+		t.Errorf("download: %v", err)
+	}
+}
+
 // TestUploadPastBudgetLeavesNothing: every chunk write fails (its reply lost) until the
 // budget is spent: CreateFile gives up with an UnavailableError, in about the budget, and
 // deletes the file's row and the chunks that did commit.

@@ -47,9 +47,10 @@ const discardBudget = 500 * time.Millisecond
 // error (wrapping the read error, so errors.As finds it).
 //
 // Every write is safe to repeat after a lost acknowledgement: the file's id is chosen here,
-// a chunk is keyed by (file, index), and marking it ready twice is harmless. Each stored
-// chunk renews the request's database budget (pgretry.Renew): the budget bounds the wait on
-// the database for one chunk, not for the whole upload.
+// a chunk is keyed by (file, index), and marking it ready twice is harmless. Each chunk after
+// the first renews the request's database budget (pgretry.Renew): the budget bounds the wait
+// on the database for one chunk, not for the whole upload; the last chunk and the final
+// update share one, so the answer comes within the budget of the body's end.
 func (s *Store) CreateFile(ctx context.Context, owner int64, name, contentType string, r io.Reader) (File, error) {
 	f := File{ID: uuid.NewString(), Owner: owner, Name: name, ContentType: contentType}
 	err := s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
@@ -88,11 +89,13 @@ func (s *Store) writeChunks(ctx context.Context, f *File, r io.Reader) error {
 			h.Write(buf[:n])
 			f.Size += int64(n)
 			chunks++
+			if seq > 0 {
+				pgretry.Renew(ctx) // a new chunk: the wait on the database starts over
+			}
 			if _, err := s.exec(ctx, `INSERT INTO file_chunks (file_id, seq, data) VALUES ($1, $2, $3)
 				ON CONFLICT (file_id, seq) DO NOTHING`, f.ID, seq, buf[:n]); err != nil {
 				return fmt.Errorf("store chunk %d of file %s: %w", seq, f.ID, err)
 			}
-			pgretry.Renew(ctx)
 			if time.Since(lastTouch) > touchEvery {
 				if _, err := s.exec(ctx, "UPDATE files SET updated_at = now() WHERE id = $1", f.ID); err != nil {
 					return fmt.Errorf("touch file %s: %w", f.ID, err)
