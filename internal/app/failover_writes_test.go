@@ -52,6 +52,7 @@ func TestLoginOnReadOnlyDatabase(t *testing.T) {
 	c.signupLogin(a.URL, "alice", "password1")
 
 	setReadOnly(t, cl, true)
+	pgtest.WaitSetting(t, a.pool, "default_transaction_read_only", "on")
 	guesser := newAgent(t)
 	for _, pw := range []string{"password1", "wrong-password"} {
 		start := time.Now()

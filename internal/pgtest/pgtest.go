@@ -206,3 +206,31 @@ func withDatabase(dsn, db string) (string, error) {
 	}
 	return dsn + " dbname=" + db, nil
 }
+
+// WaitSetting waits (up to 10 s) until every idle connection of pool sees the server setting
+// name at value: after ALTER SYSTEM and pg_reload_conf(), each backend applies the new
+// configuration only once the postmaster's signal reached it.
+func WaitSetting(t testing.TB, pool *pgxpool.Pool, name, value string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conns := pool.AcquireAllIdle(ctx)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for _, c := range conns {
+		for {
+			var got string
+			err := c.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&got)
+			if err == nil && got == value {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("pgtest: setting %s is %q (%v) on a pooled connection after 10 s, want %q", name, got, err, value)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}

@@ -152,10 +152,10 @@ func (db *DB) run(ctx context.Context, f func(context.Context, *pgxpool.Conn) er
 			return nil
 		case ctx.Err() != nil:
 			return err // the caller went away: nobody waits for an answer
+		case !Transient(err):
+			return err // an answer (no rows, a constraint...), even at the last moment
 		case callCtx.Err() != nil:
 			return unavailable(attempt, err)
-		case !Transient(err):
-			return err
 		}
 		cause = err
 		db.reset(err)

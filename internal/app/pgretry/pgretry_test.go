@@ -358,6 +358,7 @@ func TestReadOnlyServer(t *testing.T) {
 	}
 	exec("ALTER SYSTEM SET default_transaction_read_only = on")
 	exec("SELECT pg_reload_conf()")
+	pgtest.WaitSetting(t, db.Pool(), "default_transaction_read_only", "on")
 	err = insert(ctx)
 	var pgErr *pgconn.PgError
 	var ue *UnavailableError
