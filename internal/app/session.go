@@ -44,15 +44,14 @@ func (ss *sessionStore) current(w http.ResponseWriter, r *http.Request) (user st
 }
 
 // start logs user in with a new session id (the old session, if any, is
-// deleted), and sets the cookie.
+// deleted in the same transaction, so a failure leaves it as it was), and sets
+// the cookie.
 func (ss *sessionStore) start(w http.ResponseWriter, r *http.Request, user store.User) error {
 	sess, err := ss.s.Get(r, ss.s.Name())
 	if err != nil {
 		return err
 	}
-	if err := ss.s.RenewID(r.Context(), sess); err != nil {
-		return err
-	}
+	ss.s.RenewID(r, sess) // the old row goes when the new one is stored, in one transaction
 	clear(sess.Values)
 	sess.Values[sessUserID] = user.ID
 	sess.Values[sessUsername] = user.Username

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gorilla/sessions"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"outrigger/internal/app/pgretry"
 	"outrigger/internal/app/store"
@@ -18,14 +19,7 @@ import (
 // delete, are lost after the server committed them: each write is repeated on a new
 // connection, the login leaves exactly one row and a working cookie, the logout none.
 func TestLostAcksLeaveOneSession(t *testing.T) {
-	cl := pgtest.TCPCluster(t, pgtest.ClusterOptions{})
-	admin := pgtest.OpenPool(t, cl.DSN("postgres"), nil, store.Migrate)
-	px := pgtest.NewProxy(t, fmt.Sprintf("127.0.0.1:%d", cl.Port()))
-	pool := pgtest.OpenPool(t, px.DSN(cl.DSN("postgres")), pgretry.ConfigurePool, nil)
-	s, err := New(pgretry.New(pool, pgretry.Options{Budget: 5 * time.Second}), []string{secret1}, Options{Secure: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, px, admin := proxiedStore(t, 5*time.Second)
 	lost := false
 	lose := func(prefix string) {
 		lost = false
@@ -67,5 +61,47 @@ func TestLostAcksLeaveOneSession(t *testing.T) {
 	}
 	if n := rows(t, admin, "true"); n != 0 {
 		t.Errorf("%d session rows after logout, want 0", n)
+	}
+}
+
+// proxiedStore is a Store with a database budget of budget whose connections go through a
+// pgtest.Proxy, and an admin pool on the same (migrated) database that does not.
+func proxiedStore(t *testing.T, budget time.Duration) (*Store, *pgtest.Proxy, *pgxpool.Pool) {
+	t.Helper()
+	cl := pgtest.TCPCluster(t, pgtest.ClusterOptions{})
+	admin := pgtest.OpenPool(t, cl.DSN("postgres"), nil, store.Migrate)
+	px := pgtest.NewProxy(t, fmt.Sprintf("127.0.0.1:%d", cl.Port()))
+	pool := pgtest.OpenPool(t, px.DSN(cl.DSN("postgres")), pgretry.ConfigurePool, nil)
+	s, err := New(pgretry.New(pool, pgretry.Options{Budget: budget}), []string{secret1}, Options{Secure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, px, admin
+}
+
+// TestFailedLoginKeepsOldSession: a login renews the session id; when storing the new session
+// fails (every reply lost until the budget is spent), the old session's row was not deleted
+// (it goes in the same transaction): the old cookie still works, and no cookie was sent.
+func TestFailedLoginKeepsOldSession(t *testing.T) {
+	s, px, admin := proxiedStore(t, time.Second)
+	old := login(t, s, 1)
+	px.LoseReplies(func(tag string) bool { return strings.HasPrefix(tag, "INSERT") })
+	res := request(t, s, []*http.Cookie{old}, func(r *http.Request, sess *sessions.Session) bool {
+		s.RenewID(r, sess)
+		sess.Values["user_id"] = int64(2)
+		return true
+	})
+	px.LoseReplies(nil)
+	if res.saveErr == nil {
+		t.Fatal("the login's Save succeeded with every insert's reply lost")
+	}
+	if len(res.cookies) != 0 {
+		t.Errorf("failed login sent cookies %v, want none", res.cookies)
+	}
+	if got := request(t, s, []*http.Cookie{old}, nil); got.getErr != nil || got.sess.Values["user_id"] != int64(1) {
+		t.Errorf("the old session after the failed login: %v %v, want user 1 still logged in", got.sess.Values, got.getErr)
+	}
+	if n := rows(t, admin, "true"); n != 1 {
+		t.Errorf("%d session rows, want the old one only", n)
 	}
 }

@@ -296,9 +296,16 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 			return fmt.Errorf("save session: encode: %w", err)
 		}
 		// An upsert: the key is new (a fresh random id), so a conflict is this same
-		// write repeated after its acknowledgement was lost.
-		err = s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
-			return q.QueryRow(ctx, `INSERT INTO sessions (key, data, expires_at)
+		// write repeated after its acknowledgement was lost. A renewed session's old row
+		// goes in the same transaction: if this fails, the old session stays.
+		oldKey := s.renewedFrom(r, sess)
+		err = s.db.Tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			if oldKey != nil {
+				if _, err := tx.Exec(ctx, "DELETE FROM sessions WHERE key = $1", oldKey); err != nil {
+					return err
+				}
+			}
+			return tx.QueryRow(ctx, `INSERT INTO sessions (key, data, expires_at)
 				VALUES ($1, $2, now() + $3::interval)
 				ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, modified_at = now(), expires_at = EXCLUDED.expires_at
 				RETURNING modified_at`, key, []byte(data), ttl).Scan(&modifiedAt)
@@ -345,8 +352,13 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 func (s *Store) remove(r *http.Request, w http.ResponseWriter, sess *sessions.Session) error {
 	_, cerr := r.Cookie(sess.Name())
 	hadCookie, stored := cerr == nil, sess.ID != ""
+	if old := s.renewedFrom(r, sess); old != nil {
+		if err := s.deleteKey(r.Context(), old); err != nil {
+			return fmt.Errorf("delete session: %w", err)
+		}
+	}
 	if stored {
-		if err := s.deleteRow(r.Context(), sess.ID); err != nil {
+		if err := s.deleteKey(r.Context(), rowKey(sess.ID)); err != nil {
 			return fmt.Errorf("delete session: %w", err)
 		}
 		sess.ID = ""
@@ -363,25 +375,43 @@ func (s *Store) expiredCookie(sess *sessions.Session) *http.Cookie {
 	return sessions.NewCookie(sess.Name(), "", &opts)
 }
 
-func (s *Store) deleteRow(ctx context.Context, id string) error {
-	key := rowKey(id)
+func (s *Store) deleteKey(ctx context.Context, key []byte) error {
 	return s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
 		_, err := q.Exec(ctx, "DELETE FROM sessions WHERE key = $1", key)
 		return err
 	})
 }
 
-// RenewID deletes the session's row and clears its ID, so that the next Save stores the
-// values under a new id and sends a new cookie. Call it at login, before setting the user,
-// against session fixation. The values stay.
-func (s *Store) RenewID(ctx context.Context, sess *sessions.Session) error {
+// RenewID clears the session's ID, so that the next Save stores the values under a new id
+// and sends a new cookie, and deletes the old row in the same transaction (r carries the
+// old id to that Save). Call it at login, before setting the user, against session
+// fixation. The values stay. If that Save fails (the database is away), the old session is
+// left as it was: a login that fails logs nobody out.
+func (s *Store) RenewID(r *http.Request, sess *sessions.Session) {
 	if sess.ID != "" {
-		if err := s.deleteRow(ctx, sess.ID); err != nil {
-			return fmt.Errorf("renew session id: %w", err)
-		}
+		*r = *r.WithContext(context.WithValue(r.Context(), renewedKey{s, sess.Name()}, renewed{sess, rowKey(sess.ID)}))
 	}
 	sess.ID, sess.IsNew = "", true
-	return nil
+}
+
+// renewed is the row key a session had before RenewID, kept in the request's context.
+type renewed struct {
+	sess   *sessions.Session
+	oldKey []byte
+}
+
+type renewedKey struct {
+	store *Store
+	name  string
+}
+
+// renewedFrom returns the row key sess had before RenewID in this request, or nil.
+func (s *Store) renewedFrom(r *http.Request, sess *sessions.Session) []byte {
+	rn, _ := r.Context().Value(renewedKey{s, sess.Name()}).(renewed)
+	if rn.sess != sess {
+		return nil
+	}
+	return rn.oldKey
 }
 
 // rowKey is the primary key of a session's row: sha256 of its id.
