@@ -45,6 +45,8 @@ const (
 	cleanupEvery = 5 * time.Minute
 	// staleUploadAge is how long an unfinished upload may make no progress before it is swept.
 	staleUploadAge = time.Hour
+	// retryFailedEvery is how often the deletion of failed uploads is retried.
+	retryFailedEvery = 10 * time.Second
 	// oldLoginFailure is the age past which failed logins are deleted (the
 	// limit counts 15 minutes).
 	oldLoginFailure = time.Hour
@@ -249,15 +251,29 @@ func migrate(ctx context.Context, logger *slog.Logger, pool *pgxpool.Pool, ready
 }
 
 // sweep deletes, every cleanupEvery until ctx ends, unfinished uploads older
-// than staleUploadAge and login failures too old to count any more.
+// than staleUploadAge and login failures too old to count any more, and every
+// retryFailedEvery the failed uploads that could not be deleted when they
+// failed (the database was away).
 func sweep(ctx context.Context, logger *slog.Logger, st *store.Store) {
 	ctx = pgretry.WithBudget(ctx, backgroundBudget) // renewed below, before each statement
 	t := time.NewTicker(cleanupEvery)
 	defer t.Stop()
+	failed := time.NewTicker(retryFailedEvery)
+	defer failed.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-failed.C:
+			pgretry.Renew(ctx)
+			n, left, err := st.DeleteFailedUploads(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				logger.Warn("failed uploads not deleted yet; will retry", "err", err, "left", left)
+			case n > 0:
+				logger.Info("failed uploads deleted", "files", n)
+			}
+			continue
 		case <-t.C:
 		}
 		pgretry.Renew(ctx)

@@ -118,6 +118,7 @@ func TestDatabaseCrashUnderLoad(t *testing.T) {
 			t.Logf("down %v with a budget of %v: %d answers 503 (longest %v); healthy %v after the restart",
 				budget+time.Second, budget, n, longest.Round(time.Millisecond), back.Round(time.Millisecond))
 			checkAfterRecovery(t, a.URL, users, results)
+			checkNothingLeft(t, a, users, results)
 		})
 	}
 }
@@ -142,6 +143,7 @@ func TestDatabaseVanishesUnderLoad(t *testing.T) {
 	t.Logf("silent %v with a budget of %v: %d answers 503 (longest %v); healthy %v after the network healed",
 		2*budget, budget, n, longest.Round(time.Millisecond), back.Round(time.Millisecond))
 	checkAfterRecovery(t, a.URL, users, results)
+	checkNothingLeft(t, a, users, results)
 }
 
 // TestFailoverToStandby: a real failover with a multi-host DATABASE_URL and
@@ -190,4 +192,5 @@ func TestFailoverToStandby(t *testing.T) {
 	t.Logf("primary killed, standby promoted 1 s later (pg_ctl promote took %v): %d answers 503 (longest %v); healthy %v after the promotion",
 		promoted.Round(time.Millisecond), n, longest.Round(time.Millisecond), back.Round(time.Millisecond))
 	checkAfterRecovery(t, a.URL, users, results)
+	checkNothingLeft(t, a, users, results)
 }

@@ -259,3 +259,30 @@ func checkAfterRecovery(t *testing.T, base string, users []*loadUser, results []
 	t.Logf("after recovery: %d users logged in, %d acknowledged uploads verified, %d listed files verified (%d deleted since)",
 		len(users), acked, len(listed)-gone, gone)
 }
+
+// checkNothingLeft checks, once the app deleted the failed uploads it could not delete
+// during the outage, that each user's files are exactly the first one and the uploads
+// acknowledged with 201: an upload that answered 503 left nothing.
+func checkNothingLeft(t *testing.T, a *testApp, users []*loadUser, results []loadResult) {
+	t.Helper()
+	if _, left, err := a.st.DeleteFailedUploads(t.Context()); err != nil || left != 0 {
+		t.Fatalf("DeleteFailedUploads after recovery: %d left, %v", left, err)
+	}
+	acked := map[string]bool{}
+	for _, r := range results {
+		if r.op == "upload" && r.status == http.StatusCreated {
+			acked[r.uploaded.ID] = true
+		}
+	}
+	for _, u := range users {
+		acked[u.file.ID] = true
+		var files []listedFile
+		r := u.a.with(t).call("GET", a.URL+"/api/files?limit=1000", nil)
+		r.json(t, &files)
+		for _, f := range files {
+			if !acked[f.ID] {
+				t.Errorf("%s has file %s (%s), whose upload was never acknowledged", u.name, f.ID, f.Name)
+			}
+		}
+	}
+}

@@ -188,7 +188,8 @@ func TestUploadPastBudgetLeavesNothing(t *testing.T) {
 
 // TestUploadOnVanishedHostIsSwept: the database host goes silent mid-upload: CreateFile
 // gives up within the budget (plus the time it tries to clean up), the unfinished file is
-// never listed nor readable, and the stale-upload sweep deletes it and its chunks.
+// never listed nor readable, and once the network heals DeleteFailedUploads deletes it and
+// its chunks (statements held by the silent network may have finished it meanwhile).
 func TestUploadOnVanishedHostIsSwept(t *testing.T) {
 	ctx := t.Context()
 	budget := time.Second
@@ -205,24 +206,24 @@ func TestUploadOnVanishedHostIsSwept(t *testing.T) {
 		t.Errorf("gave up after %v, want at most the budget plus the cleanup's 500ms", took)
 	}
 	p.px.Heal()
-	files, err := p.st.ListFiles(ctx, alice.ID, "", 100)
-	if err != nil || len(files) != 0 {
-		t.Errorf("listing after the failed upload: %v, %v; want none", files, err)
-	}
 	var id string
 	if err := p.admin.QueryRow(ctx, "SELECT coalesce(max(id::text), '') FROM files").Scan(&id); err != nil {
 		t.Fatal(err)
 	}
-	if id != "" {
-		if _, err := p.st.GetFile(ctx, alice.ID, id); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("GetFile of the unfinished upload: %v, want ErrNotFound", err)
-		}
+	if id == "" {
+		t.Fatal("the failed upload's row is gone already: the test proves nothing")
 	}
-	if _, err := p.st.SweepStaleUploads(ctx, 0); err != nil {
-		t.Fatal(err)
+	if files, err := p.st.ListFiles(ctx, alice.ID, "", 100); err != nil || len(files) != 0 {
+		t.Errorf("listing after the failed upload: %v, %v; want none", files, err)
+	}
+	if _, err := p.st.GetFile(ctx, alice.ID, id); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetFile of the unfinished upload: %v, want ErrNotFound", err)
+	}
+	if n, left, err := p.st.DeleteFailedUploads(ctx); n != 1 || left != 0 || err != nil {
+		t.Errorf("DeleteFailedUploads: %d deleted, %d left, %v; want the failed upload deleted", n, left, err)
 	}
 	if n := count(t, p.admin, "SELECT count(*) FROM files") + count(t, p.admin, "SELECT count(*) FROM file_chunks"); n != 0 {
-		t.Errorf("%d rows left after the sweep, want 0", n)
+		t.Errorf("%d rows left, want 0", n)
 	}
 }
 

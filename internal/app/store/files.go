@@ -35,16 +35,12 @@ type File struct {
 	UpdatedAt   time.Time
 }
 
-// discardBudget is how long a failed upload may take to delete what it wrote before it
-// answers (its own budget may be spent): past it, SweepStaleUploads deletes it later.
-const discardBudget = 500 * time.Millisecond
-
 // CreateFile stores the bytes read from r (until r returns io.EOF) as a file of owner, in
 // ChunkSize chunks, each written by its own short statement. It computes the size and
 // SHA-256 and marks the file ready at the end, once the database holds every chunk. If
 // reading r fails with any other error (io.ErrUnexpectedEOF from a body cut short included,
-// or an *http.MaxBytesError) or a write fails, it deletes what it wrote and returns the
-// error (wrapping the read error, so errors.As finds it).
+// or an *http.MaxBytesError) or a write fails, it deletes what it wrote (see discard) and
+// returns the error (wrapping the read error, so errors.As finds it).
 //
 // Every write is safe to repeat after a lost acknowledgement: the file's id is chosen here,
 // a chunk is keyed by (file, index), and marking it ready twice is harmless. Each chunk after
@@ -63,10 +59,8 @@ func (s *Store) CreateFile(ctx context.Context, owner int64, name, contentType s
 		return File{}, fmt.Errorf("create file %q: %w", name, err)
 	}
 	if err := s.writeChunks(ctx, &f, r); err != nil {
-		// The caller's ctx may be what failed (client gone), and its budget may be spent.
-		dctx := pgretry.WithBudget(context.WithoutCancel(ctx), discardBudget)
-		if _, derr := s.exec(dctx, "DELETE FROM files WHERE id = $1", f.ID); derr != nil {
-			return File{}, errors.Join(err, fmt.Errorf("delete failed upload %s (the stale upload sweep will): %w", f.ID, derr))
+		if derr := s.discard(ctx, f.ID); derr != nil {
+			return File{}, errors.Join(err, derr)
 		}
 		return File{}, err
 	}

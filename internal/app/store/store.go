@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"outrigger/internal/app/pgretry"
 )
@@ -27,6 +28,9 @@ var (
 // Store is the app's data in PostgreSQL. It is safe for concurrent use.
 type Store struct {
 	db *pgretry.DB
+
+	mu     sync.Mutex
+	failed []string // failed uploads whose deletion failed too (see DeleteFailedUploads)
 }
 
 // New returns a Store on db. The schema must be migrated (see Migrate).
