@@ -330,39 +330,6 @@ func (c *Cluster) logTail(from int64) string {
 	return string(bytes.TrimSpace(b))
 }
 
-// Stop shuts the server down (fast shutdown: open sessions are disconnected) and waits for it
-// to exit; past ctx it kills it. It does nothing if the server is not running.
-func (c *Cluster) Stop(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.stopLocked(ctx)
-}
-
-func (c *Cluster) stopLocked(ctx context.Context) error {
-	if c.proc == nil {
-		return nil
-	}
-	proc, done := c.proc, c.done
-	c.proc, c.done = nil, nil
-	select {
-	case <-done:
-		return nil // already gone
-	default:
-	}
-	if err := proc.Process.Signal(syscall.SIGINT); err != nil {
-		<-done
-		return nil
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		proc.Process.Kill()
-		<-done
-		return fmt.Errorf("stop postgres in %s: %w (killed)", c.dir, ctx.Err())
-	}
-}
-
 // Close stops the server and removes its data: the whole directory when StartCluster created
 // it, else the data subdirectory, socket lock and log.
 func (c *Cluster) Close() error {

@@ -1,7 +1,6 @@
 package pgtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -11,6 +10,39 @@ import (
 	"syscall"
 	"time"
 )
+
+// Stop shuts the server down (fast shutdown: open sessions are disconnected) and waits for it
+// to exit; past ctx it kills it. It does nothing if the server is not running.
+func (c *Cluster) Stop(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stopLocked(ctx)
+}
+
+func (c *Cluster) stopLocked(ctx context.Context) error {
+	if c.proc == nil {
+		return nil
+	}
+	proc, done := c.proc, c.done
+	c.proc, c.done = nil, nil
+	select {
+	case <-done:
+		return nil // already gone
+	default:
+	}
+	if err := proc.Process.Signal(syscall.SIGINT); err != nil {
+		<-done
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		proc.Process.Kill()
+		<-done
+		return fmt.Errorf("stop postgres in %s: %w (killed)", c.dir, ctx.Err())
+	}
+}
 
 // Kill kills the postmaster with SIGKILL, as a crash of its host would (no shutdown, crash
 // recovery at the next Start), and waits until it and every server process it started have
@@ -92,39 +124,4 @@ func shmAttached(id int) bool {
 		}
 	}
 	return false
-}
-
-// StartStandby makes a streaming replica of primary (pg_basebackup -R with WAL streamed, over
-// primary's unix socket) in a new directory, starts it with opts (opts.Dir must be empty) and
-// returns it once it accepts connections, which are read-only until Promote. For a
-// replication that loses no commit, start the primary with the Settings
-// "synchronous_standby_names=*" and "synchronous_commit=on".
-func StartStandby(ctx context.Context, primary *Cluster, opts ClusterOptions) (*Cluster, error) {
-	if opts.Dir != "" {
-		return nil, fmt.Errorf("pgtest: StartStandby makes its own directory; Dir must be empty")
-	}
-	return startCluster(ctx, opts, func(c *Cluster, ctx context.Context) error {
-		if _, err := os.Stat(filepath.Join(c.dataDir(), "PG_VERSION")); err == nil {
-			return nil
-		}
-		port := primary.port
-		if port == 0 {
-			port = socketPort
-		}
-		cmd := c.command(ctx, "pg_basebackup", "-D", c.dataDir(), "-R", "-X", "stream", "-c", "fast",
-			"--no-sync", "-h", primary.dir, "-p", strconv.Itoa(port), "-U", "postgres")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("pg_basebackup from %s: %w: %s", primary.dir, err, bytes.TrimSpace(out))
-		}
-		return nil
-	})
-}
-
-// Promote turns a standby into a primary (pg_ctl promote) and waits until it accepts writes.
-func (c *Cluster) Promote(ctx context.Context) error {
-	out, err := c.command(ctx, "pg_ctl", "promote", "-w", "-t", "60", "-D", c.dataDir()).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("pg_ctl promote %s: %w: %s", c.dataDir(), err, bytes.TrimSpace(out))
-	}
-	return nil
 }
