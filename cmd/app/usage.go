@@ -16,6 +16,9 @@ variables (under systemd: EnvironmentFile=/etc/app/app.env, root-only):
   APP_INSTANCE       name in responses and logs (default hostname:port)
   MAX_UPLOAD_BYTES   largest upload body (default 33554432, 32 MiB)
   DB_MAX_CONNS       database pool size (default 16)
+  DB_RETRY_TIMEOUT   the most a request waits on the database in all, retries
+                     included, before it answers 503 (default 4s; keep it below
+                     lb's proxy.per_try_timeout)
   SHUTDOWN_DELAY     after SIGTERM, keep serving this long (default 5s)
   SHUTDOWN_TIMEOUT   then wait this long for requests in flight (default 25s)
   LOG_FORMAT         auto (default), text or json
