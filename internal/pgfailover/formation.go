@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -55,6 +56,19 @@ type Options struct {
 	Settings map[string]string
 	// User runs every process when this process is root; default "postgres".
 	User string
+	// Secure sets the formation up as OPERATIONS.md does in production: TLS
+	// (--ssl-self-signed) and scram-sha-256 passwords between the nodes, and no trust
+	// records for TCP from loopback. Nil: --auth trust --no-ssl.
+	Secure *Security
+}
+
+// Security holds the passwords of pg_auto_failover's roles in a Secure formation.
+type Security struct {
+	// MonitorPassword is autoctl_node's: the data nodes' keepers log in to the monitor.
+	MonitorPassword string
+	// ReplicationPassword is pgautofailover_replicator's: a standby streams from the
+	// primary, and a rejoining node rewinds from it (pg_rewind), with it.
+	ReplicationPassword string
 }
 
 // Formation is a running monitor and its data nodes.
@@ -74,6 +88,8 @@ type Formation struct {
 var (
 	nameRE    = regexp.MustCompile(`^[a-z0-9_-]{1,63}$`)
 	settingRE = regexp.MustCompile(`^[a-z_][a-z0-9_.]*$`)
+	// passwordRE are passwords pg_autoctl can put in a connection string unquoted.
+	passwordRE = regexp.MustCompile(`^[A-Za-z0-9._~+/=-]{16,}$`)
 )
 
 func (o *Options) validate() error {
@@ -104,6 +120,15 @@ func (o *Options) validate() error {
 		ports[s.Port] = true
 		if s.CandidatePriority < 0 || s.CandidatePriority > 100 {
 			errs = append(errs, fmt.Errorf("%s: candidate priority %d: want 0-100", what, s.CandidatePriority))
+		}
+	}
+	if o.Secure != nil {
+		for what, pw := range map[string]string{"monitor": o.Secure.MonitorPassword, "replication": o.Secure.ReplicationPassword} {
+			if !passwordRE.MatchString(pw) {
+				// pg_autoctl 2.0 writes the replication password into primary_conninfo
+				// unquoted: a space, quote or backslash breaks replication.
+				errs = append(errs, fmt.Errorf("secure: the %s password must be 16 or more of [A-Za-z0-9._~+/=-] (e.g. openssl rand -hex 24): pg_autoctl does not quote it", what))
+			}
 		}
 	}
 	if o.Network != "" {
@@ -160,17 +185,18 @@ func CheckTools() (autoctl, binDir string, err error) {
 // Create creates and starts a formation: the monitor (tuned), then each data node in turn,
 // and returns once one node is primary and every other secondary, with synchronous
 // replication. On error it removes what it made.
-func Create(ctx context.Context, opts Options) (f *Formation, err error) {
+func Create(ctx context.Context, opts Options) (*Formation, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	f = &Formation{opts: opts, timeouts: Tuned}
+	f := &Formation{opts: opts, timeouts: Tuned}
 	if opts.Timeouts != nil {
 		f.timeouts = *opts.Timeouts
 	}
 	if f.opts.Database == "" {
 		f.opts.Database = "app"
 	}
+	var err error
 	if f.autoctl, f.binDir, err = CheckTools(); err != nil {
 		return nil, err
 	}
@@ -190,24 +216,33 @@ func Create(ctx context.Context, opts Options) (f *Formation, err error) {
 	if err := f.makeDir(); err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			if cerr := f.Close(); cerr != nil {
-				err = fmt.Errorf("%w (and cleaning up: %v)", err, cerr)
-			}
-			f = nil
+	if err := f.start(ctx); err != nil {
+		var logs strings.Builder
+		f.LogTails(func(format string, args ...any) {
+			fmt.Fprintf(&logs, "\n"+format, args...)
+		})
+		err = fmt.Errorf("%w%s", err, logs.String())
+		if cerr := f.Close(); cerr != nil {
+			err = fmt.Errorf("%w (and cleaning up: %v)", err, cerr)
 		}
-	}()
+		return nil, err
+	}
+	return f, nil
+}
+
+// start creates and runs the monitor and the data nodes, and waits until they are stable.
+func (f *Formation) start(ctx context.Context) error {
+	opts := f.opts
 	f.monitor = f.newNode(opts.Monitor, true)
 	for _, s := range opts.Nodes {
 		f.nodes = append(f.nodes, f.newNode(s, false))
 	}
 	if err := f.createMonitor(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	for i, n := range f.nodes {
 		if err := f.createDataNode(ctx, n); err != nil {
-			return nil, err
+			return err
 		}
 		if i == 0 {
 			// The next node's create clones this one, once it is the primary.
@@ -215,14 +250,49 @@ func Create(ctx context.Context, opts Options) (f *Formation, err error) {
 				ns, ok := s.Node(n.Name())
 				return ok && ns.Reported == "single" && ns.Assigned == "single"
 			}); err != nil {
-				return nil, err
+				return err
+			}
+			if sec := opts.Secure; sec != nil {
+				// Before the next node clones this one (pg_basebackup logs in with it).
+				if err := f.waitSQL(ctx, n, "postgres"); err != nil {
+					return err
+				}
+				if err := setPassword(ctx, n, "postgres", "pgautofailover_replicator", sec.ReplicationPassword); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	if _, err := f.WaitStable(ctx); err != nil {
-		return nil, err
+		return err
 	}
-	return f, nil
+	return f.AddHBA(ctx, f.rewindHBA()...)
+}
+
+// rewindHBA are the pg_hba.conf records a data node needs so that the others can pg_rewind
+// from it when they rejoin after a failover. pg_autoctl 2.0 lets pgautofailover_replicator
+// into the application database only, but runs pg_rewind against the database postgres:
+// without these records every rejoin fails its rewind and falls back to copying the whole
+// database (pg_basebackup).
+func (f *Formation) rewindHBA() []string {
+	typ, method := "host", "trust"
+	if f.opts.Secure != nil {
+		typ, method = "hostssl", "scram-sha-256"
+	}
+	var lines []string
+	for _, n := range f.nodes {
+		line := fmt.Sprintf("%s postgres pgautofailover_replicator %s %s", typ, hostCIDR(n.Addr()), method)
+		if !slices.Contains(lines, line) {
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
+
+// hostCIDR is addr as a single-host CIDR.
+func hostCIDR(addr string) string {
+	a := netip.MustParseAddr(addr)
+	return netip.PrefixFrom(a, a.BitLen()).String()
 }
 
 func (f *Formation) newNode(s NodeSpec, monitor bool) *Node {
@@ -238,13 +308,21 @@ func (f *Formation) createMonitor(ctx context.Context) error {
 	if err := m.prepare(); err != nil {
 		return err
 	}
-	if _, err := m.autoctl(ctx, "create", "monitor", "--pgdata", m.PGData(), "--pgport", strconv.Itoa(m.Port()),
-		"--hostname", m.Addr(), "--auth", "trust", "--no-ssl"); err != nil {
+	args := append([]string{"create", "monitor", "--pgdata", m.PGData(), "--pgport", strconv.Itoa(m.Port()),
+		"--hostname", m.Addr()}, f.securityArgs()...)
+	if _, err := m.autoctl(ctx, args...); err != nil {
+		return err
+	}
+	if err := f.tightenHBA(m); err != nil {
 		return err
 	}
 	if f.opts.Network != "" {
-		// pg_autoctl trusts only the monitor's own network for autoctl_node.
-		line := fmt.Sprintf("host pg_auto_failover autoctl_node %s trust", f.opts.Network)
+		// pg_autoctl lets autoctl_node in from the monitor's own network only.
+		typ, method := "host", "trust"
+		if f.opts.Secure != nil {
+			typ, method = "hostssl", "scram-sha-256"
+		}
+		line := fmt.Sprintf("%s pg_auto_failover autoctl_node %s %s", typ, f.opts.Network, method)
 		if err := appendLines(filepath.Join(m.PGData(), "pg_hba.conf"), []string{line}); err != nil {
 			return fmt.Errorf("monitor pg_hba.conf: %w", err)
 		}
@@ -255,7 +333,41 @@ func (f *Formation) createMonitor(ctx context.Context) error {
 	if err := f.waitSQL(ctx, m, "pg_auto_failover"); err != nil {
 		return err
 	}
+	if f.opts.Secure != nil {
+		if err := setPassword(ctx, m, "pg_auto_failover", "autoctl_node", f.opts.Secure.MonitorPassword); err != nil {
+			return err
+		}
+	}
 	return f.tuneMonitor(ctx)
+}
+
+// securityArgs are pg_autoctl create's authentication and TLS flags.
+func (f *Formation) securityArgs() []string {
+	if f.opts.Secure != nil {
+		return []string{"--auth", "scram-sha-256", "--ssl-self-signed"}
+	}
+	return []string{"--auth", "trust", "--no-ssl"}
+}
+
+// loopbackTrust matches the records initdb writes for TCP from loopback ("host all all
+// 127.0.0.1/32 trust" and the replication and ::1 ones), which would let any local user
+// in as anyone, and would win over pg_auto_failover's password records on loopback.
+var loopbackTrust = regexp.MustCompile(`(?m)^host\s+(all|replication)\s+all\s+(127\.0\.0\.1/32|::1/128)\s+trust\s*\n`)
+
+// tightenHBA removes loopbackTrust's records from n's pg_hba.conf in a Secure formation.
+func (f *Formation) tightenHBA(n *Node) error {
+	if f.opts.Secure == nil {
+		return nil
+	}
+	p := filepath.Join(n.PGData(), "pg_hba.conf")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", n.Name(), err)
+	}
+	if err := os.WriteFile(p, loopbackTrust.ReplaceAll(b, nil), 0o600); err != nil {
+		return fmt.Errorf("node %s: %w", n.Name(), err)
+	}
+	return nil
 }
 
 func (f *Formation) createDataNode(ctx context.Context, n *Node) error {
@@ -263,13 +375,23 @@ func (f *Formation) createDataNode(ctx context.Context, n *Node) error {
 		return err
 	}
 	args := []string{"create", "postgres", "--pgdata", n.PGData(), "--pgport", strconv.Itoa(n.Port()),
-		"--listen", n.Addr(), "--hostname", n.Addr(), "--name", n.Name(),
-		"--dbname", f.opts.Database, "--auth", "trust", "--no-ssl", "--monitor", f.MonitorURI()}
+		"--listen", n.Addr(), "--hostname", n.Addr(), "--name", n.Name(), "--dbname", f.opts.Database}
+	args = append(args, f.securityArgs()...)
+	args = append(args, "--monitor", f.MonitorURI())
 	if p := n.spec.CandidatePriority; p > 0 {
 		args = append(args, "--candidate-priority", strconv.Itoa(p))
 	}
 	if _, err := n.autoctl(ctx, args...); err != nil {
 		return err
+	}
+	if f.opts.Secure != nil {
+		// The replication password: a node that rejoins as a standby needs it.
+		if _, err := n.autoctl(ctx, "config", "set", "--pgdata", n.PGData(), "replication.password", f.opts.Secure.ReplicationPassword); err != nil {
+			return err
+		}
+		if err := f.tightenHBA(n); err != nil {
+			return err
+		}
 	}
 	if _, err := n.autoctl(ctx, f.timeouts.KeeperArgs(n.PGData())...); err != nil {
 		return err
@@ -280,8 +402,14 @@ func (f *Formation) createDataNode(ctx context.Context, n *Node) error {
 	return n.Run(ctx)
 }
 
-// MonitorURI is the monitor's connection string as the data nodes use it.
+// MonitorURI is the monitor's connection string as the data nodes use it (with
+// autoctl_node's password in a Secure formation).
 func (f *Formation) MonitorURI() string {
+	if s := f.opts.Secure; s != nil {
+		u := url.URL{Scheme: "postgres", User: url.UserPassword("autoctl_node", s.MonitorPassword),
+			Host: f.monitor.HostPort(), Path: "/pg_auto_failover", RawQuery: "sslmode=require"}
+		return u.String()
+	}
 	return "postgres://autoctl_node@" + f.monitor.HostPort() + "/pg_auto_failover?sslmode=disable"
 }
 

@@ -34,7 +34,11 @@ func runs(t *testing.T, def int) int {
 // switchovers, a crashed primary and its rejoin; and nothing left behind at the end. The
 // times it logs are from a busy shared machine: they show the order of magnitude only.
 func TestFormation(t *testing.T) {
-	f := ForTest(t, LoopbackOptions(t))
+	opts := LoopbackOptions(t)
+	// As in production (OPERATIONS.md): TLS and passwords between the nodes, and no
+	// trust for TCP from loopback, so that the passwords are what lets them in here too.
+	opts.Secure = &Security{MonitorPassword: "monitor-1c0a9e55d2b87f4e", ReplicationPassword: "replication-7f3d21b9e0c46a85"}
+	f := ForTest(t, opts)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 
@@ -197,8 +201,8 @@ func appRole(t *testing.T, ctx context.Context, f *Formation) string {
 	if err := f.CreateOwner(ctx, role, password); err != nil {
 		t.Fatal(err)
 	}
-	// pg_autoctl's own records trust 127.0.0.1 only; a client from 127.0.0.2 gets this.
-	if err := f.AddHBA(ctx, "host "+f.Database()+" "+role+" 127.0.0.2/32 scram-sha-256"); err != nil {
+	// A client from 127.0.0.2 gets this record, and no other.
+	if err := f.AddHBA(ctx, "hostssl "+f.Database()+" "+role+" 127.0.0.2/32 scram-sha-256"); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.AddHBA(ctx, "host all all 127.0.0.2/32 bogus-method"); err == nil {

@@ -45,7 +45,7 @@ func ForTest(t testing.TB, opts Options) *Formation {
 func (f *Formation) LogTails(logf func(format string, args ...any)) {
 	for _, n := range append([]*Node{f.monitor}, f.nodes...) {
 		if n != nil {
-			logf("--- node %s: %s\n%s", n.Name(), n.LogPath(), tail(readFile(n.LogPath()), 4000))
+			logf("--- node %s: %s\n%s", n.Name(), n.LogPath(), tail(readFile(n.LogPath()), 3000))
 		}
 	}
 }

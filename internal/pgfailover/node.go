@@ -109,13 +109,27 @@ func (n *Node) env() []string {
 	}
 }
 
-// prepare creates the node's directories, owned by the user the node runs as.
+// prepare creates the node's directories, owned by the user the node runs as, and in a
+// Secure formation the user's ~/.pgpass.
 func (n *Node) prepare() error {
 	for _, d := range []string{n.dir, n.home(), filepath.Join(n.home(), "run")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("node %s: %w", n.spec.Name, err)
 		}
 		if err := n.f.chown(d); err != nil {
+			return fmt.Errorf("node %s: %w", n.spec.Name, err)
+		}
+	}
+	if s := n.f.opts.Secure; s != nil {
+		// pg_autoctl passes the replication password to some of its connections only
+		// (not to pg_rewind, nor to the check before a pg_basebackup), and pg_autoctl
+		// show or perform on the monitor log in as autoctl_node: libpq finds both here.
+		pgpass := fmt.Sprintf("*:*:*:autoctl_node:%s\n*:*:*:pgautofailover_replicator:%s\n", s.MonitorPassword, s.ReplicationPassword)
+		p := filepath.Join(n.home(), ".pgpass")
+		if err := os.WriteFile(p, []byte(pgpass), 0o600); err != nil {
+			return fmt.Errorf("node %s: %w", n.spec.Name, err)
+		}
+		if err := n.f.chown(p); err != nil {
 			return fmt.Errorf("node %s: %w", n.spec.Name, err)
 		}
 	}
@@ -312,29 +326,45 @@ func (n *Node) PostmasterPID() (int, error) {
 	if err != nil || pid <= 0 {
 		return 0, fmt.Errorf("node %s: bad postmaster.pid %q", n.spec.Name, line)
 	}
-	if !hasEnv(pid, n.marker()) {
+	if !hasEnv(pid, n.marker()) && !workingIn(pid, n.dir) {
 		return 0, fmt.Errorf("node %s: postgres is not running (stale postmaster.pid names pid %d)", n.spec.Name, pid)
 	}
 	return pid, nil
 }
 
 // processes are the pids of every live process of this node.
-func (n *Node) processes() []int { return processesWithEnv(n.marker()) }
+func (n *Node) processes() []int { return processesOf(n.dir) }
 
-// processesWithEnv lists the live processes whose initial environment holds entry.
-func processesWithEnv(entry string) []int {
+// processesOf lists the live processes of the node whose directory is dir: those marked
+// in their environment (pg_autoctl, the postmaster), and those working in dir. The second
+// catches PostgreSQL's other processes, which overwrite their environment with their
+// process title ("postgres: walsender ...") but keep their data directory as working
+// directory; a SIGKILLed postmaster leaves them behind, holding its shared memory, and no
+// new postmaster starts on that data directory until they are gone.
+func processesOf(dir string) []int {
+	marker := markerVar + "=" + dir
 	ents, _ := os.ReadDir("/proc")
 	var out []int
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
+		if err != nil || pid == os.Getpid() || zombie(pid) {
 			continue
 		}
-		if hasEnv(pid, entry) && !zombie(pid) {
+		if hasEnv(pid, marker) || workingIn(pid, dir) {
 			out = append(out, pid)
 		}
 	}
 	return out
+}
+
+// workingIn reports whether pid's working directory is dir or below it.
+func workingIn(pid int, dir string) bool {
+	cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
+	if err != nil {
+		return false
+	}
+	cwd = strings.TrimSuffix(cwd, " (deleted)")
+	return cwd == dir || strings.HasPrefix(cwd, dir+"/")
 }
 
 func hasEnv(pid int, entry string) bool {

@@ -27,9 +27,22 @@ func (f *Formation) CreateOwner(ctx context.Context, name, password string) erro
 		return fmt.Errorf("create owner %s: %w", name, err)
 	}
 	defer conn.Close(context.Background())
+	if err := loginRole(ctx, conn, name, password); err != nil {
+		return fmt.Errorf("create owner %s: %w", name, err)
+	}
+	db := pgx.Identifier{f.opts.Database}.Sanitize()
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+db+" OWNER TO "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("create owner %s: make it the owner of %s: %w", name, f.opts.Database, err)
+	}
+	return nil
+}
+
+// loginRole creates the login role name with password, or sets the password of an
+// existing one.
+func loginRole(ctx context.Context, conn *pgx.Conn, name, password string) error {
 	var exists bool
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", name).Scan(&exists); err != nil {
-		return fmt.Errorf("create owner %s: %w", name, err)
+		return err
 	}
 	verb := "CREATE"
 	if exists {
@@ -39,14 +52,23 @@ func (f *Formation) CreateOwner(ctx context.Context, name, password string) erro
 	// format's %L quotes it. It is hashed (scram-sha-256) before it is stored.
 	var stmt string
 	if err := conn.QueryRow(ctx, "SELECT format('"+verb+" ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)", name, password).Scan(&stmt); err != nil {
-		return fmt.Errorf("create owner %s: %w", name, err)
+		return err
 	}
 	if _, err := conn.Exec(ctx, stmt); err != nil {
-		return fmt.Errorf("create owner %s: %s role: %w", name, strings.ToLower(verb), err)
+		return fmt.Errorf("%s role: %w", strings.ToLower(verb), err)
 	}
-	db := pgx.Identifier{f.opts.Database}.Sanitize()
-	if _, err := conn.Exec(ctx, "ALTER DATABASE "+db+" OWNER TO "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return fmt.Errorf("create owner %s: make it the owner of %s: %w", name, f.opts.Database, err)
+	return nil
+}
+
+// setPassword sets the password of pg_auto_failover's role on node n (database db).
+func setPassword(ctx context.Context, n *Node, db, role, password string) error {
+	conn, err := connect(ctx, n, db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if err := loginRole(ctx, conn, role, password); err != nil {
+		return fmt.Errorf("node %s: password of %s: %w", n.Name(), role, err)
 	}
 	return nil
 }

@@ -28,8 +28,8 @@ func takeLock(dir string) (*os.File, error) {
 }
 
 // sweepStale removes what formations of dead processes left in /tmp/pgfailover-*: their
-// lock is free, so every process still marked with one of their node directories is
-// killed, then the directory is removed. A directory without a lock file is left for a
+// lock is free, so every process still belonging to one of their nodes is killed, then the
+// directory is removed. A directory without a lock file is left for a
 // minute, as its creator may be about to take it.
 func sweepStale() {
 	dirs, _ := filepath.Glob(filepath.Join("/tmp", dirPrefix+"*"))
@@ -52,9 +52,8 @@ func sweepStale() {
 			if !n.IsDir() {
 				continue
 			}
-			marker := markerVar + "=" + filepath.Join(d, n.Name())
 			for range 100 {
-				pids := processesWithEnv(marker)
+				pids := processesOf(filepath.Join(d, n.Name()))
 				if len(pids) == 0 {
 					break
 				}

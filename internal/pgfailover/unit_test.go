@@ -113,6 +113,15 @@ func TestOptionsValidate(t *testing.T) {
 		{"priority", func(o *Options) { o.Nodes[0].CandidatePriority = 101 }, "candidate priority"},
 		{"unsafe timeouts", func(o *Options) { x := Tuned; x.PrimaryDemote = 5 * time.Second; o.Timeouts = &x }, "two primaries"},
 		{"setting name", func(o *Options) { o.Settings = map[string]string{"archive_mode = on #": "x"} }, "setting"},
+		{"secure", func(o *Options) {
+			o.Secure = &Security{MonitorPassword: "0123456789abcdef0123", ReplicationPassword: "ZmVkY2JhOTg3NjU0MzIx+/="}
+		}, ""},
+		{"password with a space", func(o *Options) {
+			o.Secure = &Security{MonitorPassword: "0123456789abcdef0123", ReplicationPassword: "replication secret"}
+		}, "does not quote it"},
+		{"short password", func(o *Options) {
+			o.Secure = &Security{MonitorPassword: "short", ReplicationPassword: "0123456789abcdef0123"}
+		}, "monitor password"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
