@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,10 +117,24 @@ func TestTightenHBA(t *testing.T) {
 	if err := os.WriteFile(hba, []byte(orig+strings.Join(kept, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	before, err := os.Stat(hba)
+	if err != nil {
+		t.Fatal(err)
+	}
 	script, _ := filepath.Abs("postgres/tighten-hba.sh")
 	out, err := exec.Command("sh", script, filepath.Join(c.Dir(), "data")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("tighten-hba.sh: %v\n%s", err, out)
+	}
+	after, err := os.Stat(hba)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Run as root, it must leave the file the server's (a root-owned pg_hba.conf stops
+	// PostgreSQL from starting).
+	if !os.SameFile(before, after) || before.Mode() != after.Mode() ||
+		before.Sys().(*syscall.Stat_t).Uid != after.Sys().(*syscall.Stat_t).Uid {
+		t.Errorf("tighten-hba.sh replaced pg_hba.conf or changed its owner or mode")
 	}
 	got := readFile(t, hba)
 	for _, l := range strings.Split(got, "\n") {

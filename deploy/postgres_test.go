@@ -3,13 +3,10 @@ package deploy
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -162,7 +159,7 @@ type backupEnv struct {
 
 func newBackupEnv(t *testing.T, c *pgtest.Cluster) *backupEnv {
 	t.Helper()
-	b := &backupEnv{cred: serverUser(t)}
+	b := &backupEnv{cred: serverUser(t, c)}
 	dir, err := os.MkdirTemp("/tmp", "pgbackrest-test-") // not t.TempDir(): postgres must reach it
 	if err != nil {
 		t.Fatal(err)
@@ -365,22 +362,18 @@ func sqlStatements(t *testing.T, path string) []string {
 	return out
 }
 
-// serverUser is the user the throwaway PostgreSQL runs as (pgtest: postgres when root),
-// so that the repository and the server agree on ownership; nil when not root.
-func serverUser(t *testing.T) *syscall.Credential {
+// serverUser is the user the throwaway PostgreSQL of c runs as (pgtest: postgres when
+// root), the owner of its directory, so that the repository and the server agree on
+// ownership; nil when that is this process's user.
+func serverUser(t *testing.T, c *pgtest.Cluster) *syscall.Credential {
 	t.Helper()
-	if os.Geteuid() != 0 {
+	fi, err := os.Stat(c.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if int(st.Uid) == os.Geteuid() {
 		return nil
 	}
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
-	}
-	t.Fatal(fmt.Errorf("running as root, but neither the postgres nor the nobody user exists"))
-	return nil
+	return &syscall.Credential{Uid: st.Uid, Gid: st.Gid, Groups: []uint32{}}
 }

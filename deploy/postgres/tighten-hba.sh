@@ -12,10 +12,14 @@ if [ $# -ne 1 ] || [ ! -f "$1/pg_hba.conf" ]; then
 	exit 2
 fi
 hba=$1/pg_hba.conf
-sed -E -i \
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
+sed -E \
 	-e '/^host[[:space:]]+(all|replication)[[:space:]]+all[[:space:]]+(127\.0\.0\.1\/32|::1\/128)[[:space:]]+trust([[:space:]]|$)/d' \
 	-e 's/^(local[[:space:]]+(all|replication)[[:space:]]+all[[:space:]]+)trust([[:space:]]|$)/\1peer\3/' \
-	"$hba"
+	"$hba" >"$tmp"
+# Rewrite in place: the file keeps its owner (postgres) and mode, whoever runs this.
+cat "$tmp" >"$hba"
 if grep -Eq '^[^#]*[[:space:]]trust([[:space:]]|$)' "$hba"; then
 	echo "tighten-hba.sh: $hba still trusts:" >&2
 	grep -E '^[^#]*[[:space:]]trust([[:space:]]|$)' "$hba" >&2

@@ -9,12 +9,36 @@
 // ports of their own. As root, every process runs as the postgres user (pg_autoctl and
 // postgres refuse to run as root).
 //
-// The formation is set up as deploy/OPERATIONS.md tells an operator to: `pg_autoctl create
-// monitor`, `pg_autoctl create postgres` per data node, `pg_autoctl run` for each, the
+// The formation is set up as deploy/OPERATIONS.md (section 16) tells an operator to: `pg_autoctl
+// create monitor`, `pg_autoctl create postgres` per data node, `pg_autoctl run` for each, the
 // monitor's health checks and the keepers' network-partition timeout tuned (Tuned), so that
 // the loss of the primary is over in seconds rather than the defaults' ~50 s, with the
 // monitor's demote timeout kept above the keepers' partition timeout so that two primaries
-// never exist at once.
+// never exist at once, and pg_hba records that let a rejoining node rewind. With
+// Options.Secure, the nodes talk TLS and log in with scram-sha-256 passwords kept in each
+// node's ~/.pgpass, and initdb's trust records for TCP from loopback are removed, as in
+// production; without it, --auth trust --no-ssl.
+//
+// In the lab, for instance (ports must differ, see below):
+//
+//	f, err := pgfailover.Create(ctx, pgfailover.Options{
+//		Monitor: pgfailover.NodeSpec{Name: "monitor", Addr: mon.Addr().String(), Port: 6000, Start: mon.StartCmd},
+//		Nodes: []pgfailover.NodeSpec{
+//			{Name: "db-1", Addr: db1.Addr().String(), Port: 6001, Start: db1.StartCmd},
+//			{Name: "db-2", Addr: db2.Addr().String(), Port: 6002, Start: db2.StartCmd},
+//		},
+//		Network:  lab.Prefix.String(), // the data nodes reach the monitor from the lab's subnet
+//		Database: "outrigger",
+//	})
+//	err = f.CreateOwner(ctx, "outrigger", password)                                // the app's role owns the database
+//	err = f.AddHBA(ctx, "host outrigger outrigger 198.18.0.0/24 scram-sha-256") // on every data node
+//	uri, err := f.URI(ctx, url.UserPassword("outrigger", password))            // both nodes, read-write, connect_timeout=2
+//
+// Then break it: a lab Crash of the primary's host (or Node.Kill on loopback), WaitFor or
+// Primary to see the standby promoted, Node.Run after Boot to bring the old primary back as
+// standby, Switchover for a planned change, Node.KillPostgres to kill PostgreSQL alone (its
+// keeper restarts it; the monitor may still fail over if the keeper reported PostgreSQL down
+// first), Events for what the monitor did and why.
 //
 // Every node's unix socket is in SocketDir, which all network namespaces share: the test
 // process reaches any node there (Node.SocketDSN), whatever namespace the node runs in. So

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -402,15 +401,15 @@ func (f *Formation) createDataNode(ctx context.Context, n *Node) error {
 	return n.Run(ctx)
 }
 
-// MonitorURI is the monitor's connection string as the data nodes use it (with
-// autoctl_node's password in a Secure formation).
+// MonitorURI is the monitor's connection string as the data nodes use it. In a Secure
+// formation the password is not in it (pg_autoctl would keep it in its configuration file)
+// but in each node's ~/.pgpass, as OPERATIONS.md has it.
 func (f *Formation) MonitorURI() string {
-	if s := f.opts.Secure; s != nil {
-		u := url.URL{Scheme: "postgres", User: url.UserPassword("autoctl_node", s.MonitorPassword),
-			Host: f.monitor.HostPort(), Path: "/pg_auto_failover", RawQuery: "sslmode=require"}
-		return u.String()
+	mode := "disable"
+	if f.opts.Secure != nil {
+		mode = "require"
 	}
-	return "postgres://autoctl_node@" + f.monitor.HostPort() + "/pg_auto_failover?sslmode=disable"
+	return "postgres://autoctl_node@" + f.monitor.HostPort() + "/pg_auto_failover?sslmode=" + mode
 }
 
 // Timeouts are the timeouts the formation runs with.
