@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,7 +31,7 @@ func TestBackupAndRestore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	primary := pgtest.NewCluster(t, pgtest.ClusterOptions{})
-	b := newBackupEnv(t, primary)
+	b := newBackupEnv(t, ownerOf(t, primary.Dir()), pgNode{data: filepath.Join(primary.Dir(), "data"), socketDir: primary.Dir(), port: 5432})
 
 	// archiving.sql as the operator runs it, pointed at the test's config file, then a
 	// restart (archive_mode needs one).
@@ -90,11 +91,11 @@ func TestBackupAndRestore(t *testing.T) {
 
 	t.Run("latest", func(t *testing.T) {
 		c := b.restore(t, ctx, "")
-		checkRows(t, ctx, c, 101, "", "after the mistake") // the even ids deleted, then one row
+		checkRows(t, ctx, c, "postgres", 101, "", "after the mistake") // the even ids deleted, then one row
 	})
 	t.Run("point in time before the mistake", func(t *testing.T) {
 		c := b.restore(t, ctx, beforeMistake.UTC().Format("2006-01-02 15:04:05.000000+00"))
-		checkRows(t, ctx, c, 200, "after the mistake", "after the backup")
+		checkRows(t, ctx, c, "postgres", 200, "after the mistake", "after the backup")
 	})
 }
 
@@ -157,9 +158,26 @@ type backupEnv struct {
 	env  []string
 }
 
-func newBackupEnv(t *testing.T, c *pgtest.Cluster) *backupEnv {
+// pgNode is where pgBackRest and backup.sh find a PostgreSQL server: its data directory,
+// and its socket directory and port.
+type pgNode struct {
+	data, socketDir string
+	port            int
+}
+
+// env is the environment that points pgbackrest (over its config file) and backup.sh's
+// psql at n.
+func (n pgNode) env() []string {
+	port := strconv.Itoa(n.port)
+	return []string{"PGBACKREST_PG1_PATH=" + n.data, "PGBACKREST_PG1_SOCKET_PATH=" + n.socketDir,
+		"PGBACKREST_PG1_PORT=" + port, "PGHOST=" + n.socketDir, "PGPORT=" + port, "PGUSER=postgres"}
+}
+
+// newBackupEnv writes pgbackrest.conf, with a repository, logs and locks in a new
+// directory owned by cred (the server's user), and its stanza's pg1 pointing at n.
+func newBackupEnv(t *testing.T, cred *syscall.Credential, n pgNode) *backupEnv {
 	t.Helper()
-	b := &backupEnv{cred: serverUser(t, c)}
+	b := &backupEnv{cred: cred}
 	dir, err := os.MkdirTemp("/tmp", "pgbackrest-test-") // not t.TempDir(): postgres must reach it
 	if err != nil {
 		t.Fatal(err)
@@ -180,16 +198,36 @@ func newBackupEnv(t *testing.T, c *pgtest.Cluster) *backupEnv {
 	}
 	conf = setConfLine(t, conf, "repo1-path", filepath.Join(dir, "repo"))
 	conf = setConfLine(t, conf, "repo1-cipher-pass", "test-passphrase-not-secret-0123456789")
-	conf = setConfLine(t, conf, "pg1-path", filepath.Join(c.Dir(), "data"))
-	conf = setConfLine(t, conf, "pg1-socket-path", c.Dir())
+	conf = setConfLine(t, conf, "pg1-path", n.data)
+	conf = setConfLine(t, conf, "pg1-socket-path", n.socketDir)
+	conf = setConfLine(t, conf, "pg1-port", strconv.Itoa(n.port))
 	conf = strings.Replace(conf, "[global]\n", "[global]\nlog-path="+filepath.Join(dir, "log")+
 		"\nlock-path="+filepath.Join(dir, "lock")+"\nspool-path="+filepath.Join(dir, "spool")+"\n", 1)
 	if err := os.WriteFile(b.conf, []byte(conf), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	b.chown(t, b.conf)
-	b.env = []string{"PGBACKREST_CONFIG=" + b.conf, "PGHOST=" + c.Dir(), "PGPORT=5432", "PGUSER=postgres"}
+	b.on(n)
 	return b
+}
+
+// on points the following commands at n.
+func (b *backupEnv) on(n pgNode) { b.env = append([]string{"PGBACKREST_CONFIG=" + b.conf}, n.env()...) }
+
+// archivingSettings are archiving.sql's settings, its archive_command given the test's
+// config file.
+func (b *backupEnv) archivingSettings(t *testing.T) map[string]string {
+	t.Helper()
+	re := regexp.MustCompile(`^ALTER SYSTEM SET ([a-z_]+) = '(.*)';$`)
+	out := map[string]string{}
+	for _, stmt := range sqlStatements(t, "postgres/archiving.sql") {
+		m := re.FindStringSubmatch(stmt)
+		if m == nil {
+			t.Fatalf("archiving.sql: %q is not ALTER SYSTEM SET name = 'value';", stmt)
+		}
+		out[m[1]] = strings.Replace(m[2], "pgbackrest --stanza", "pgbackrest --config="+b.conf+" --stanza", 1)
+	}
+	return out
 }
 
 // setConfLine replaces the value of the uncommented key in an ini text.
@@ -300,9 +338,12 @@ func (b *backupEnv) restore(t *testing.T, ctx context.Context, target string) *p
 
 // checkRows checks the restored table: count rows, one of them noted want, none noted
 // notWant.
-func checkRows(t *testing.T, ctx context.Context, c *pgtest.Cluster, count int, notWant, want string) {
+func checkRows(t *testing.T, ctx context.Context, c *pgtest.Cluster, db string, count int, notWant, want string) {
 	t.Helper()
-	conn := connectCluster(t, ctx, c)
+	conn, err := pgx.Connect(ctx, c.DSN(db))
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer conn.Close(context.Background())
 	// The server answers once it is consistent; it promotes when the replay is over.
 	deadline := time.Now().Add(2 * time.Minute)
@@ -321,7 +362,7 @@ func checkRows(t *testing.T, ctx context.Context, c *pgtest.Cluster, count int, 
 		time.Sleep(50 * time.Millisecond)
 	}
 	var n, withWant, withNot int
-	err := conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE note = $1), count(*) FILTER (WHERE note = $2)
+	err = conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE note = $1), count(*) FILTER (WHERE note = $2)
 		FROM rows`, want, notWant).Scan(&n, &withWant, &withNot)
 	if err != nil {
 		t.Fatal(err)
@@ -362,12 +403,12 @@ func sqlStatements(t *testing.T, path string) []string {
 	return out
 }
 
-// serverUser is the user the throwaway PostgreSQL of c runs as (pgtest: postgres when
-// root), the owner of its directory, so that the repository and the server agree on
-// ownership; nil when that is this process's user.
-func serverUser(t *testing.T, c *pgtest.Cluster) *syscall.Credential {
+// ownerOf is the owner of path (a server's directory: the user it runs as, postgres when
+// root), so that the repository and the server agree on ownership; nil when that is this
+// process's user.
+func ownerOf(t *testing.T, path string) *syscall.Credential {
 	t.Helper()
-	fi, err := os.Stat(c.Dir())
+	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
