@@ -71,7 +71,12 @@ func TestFormation(t *testing.T) {
 				t.Fatal(err)
 			}
 			outage = append(outage, back.Sub(t0))
-			if _, err := f.WaitStable(ctx); err != nil {
+			// Stable, and the monitor told since that PostgreSQL runs again: a failover it
+			// was to start on the keeper's first report (PostgreSQL down) has started.
+			if _, err := f.WaitFor(ctx, "the monitor to see postgres back", func(s State) bool {
+				ns, _ := s.Node(before.Name())
+				return s.Stable() && ns.PGRunning && ns.ReportedAt.After(back)
+			}); err != nil {
 				t.Fatal(err)
 			}
 			if again, err := before.PostmasterPID(); err != nil || again == pid {

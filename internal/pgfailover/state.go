@@ -28,6 +28,10 @@ type NodeState struct {
 	// CandidatePriority and ReplicationQuorum are the node's failover settings.
 	CandidatePriority int
 	ReplicationQuorum bool
+	// PGRunning is whether the keeper last reported PostgreSQL running, at ReportedAt
+	// (the monitor's clock).
+	PGRunning  bool
+	ReportedAt time.Time
 }
 
 // State is a formation's data nodes, by node id.
@@ -103,7 +107,8 @@ func (f *Formation) State(ctx context.Context) (State, error) {
 	}
 	defer conn.Close(context.Background())
 	rows, err := conn.Query(ctx, `SELECT nodeid, nodename, nodehost, nodeport, reportedstate::text, goalstate::text,
-			health, reportedlsn::text, reportedtli, candidatepriority, replicationquorum
+			health, reportedlsn::text, reportedtli, candidatepriority, replicationquorum,
+			coalesce(reportedpgisrunning, false), reporttime
 		FROM pgautofailover.node WHERE formationid = $1 ORDER BY nodeid`, FormationName)
 	if err != nil {
 		return nil, fmt.Errorf("monitor state: %w", err)
@@ -111,7 +116,7 @@ func (f *Formation) State(ctx context.Context) (State, error) {
 	s, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (NodeState, error) {
 		var n NodeState
 		err := r.Scan(&n.ID, &n.Name, &n.Host, &n.Port, &n.Reported, &n.Assigned, &n.Health, &n.LSN, &n.TLI,
-			&n.CandidatePriority, &n.ReplicationQuorum)
+			&n.CandidatePriority, &n.ReplicationQuorum, &n.PGRunning, &n.ReportedAt)
 		return n, err
 	})
 	if err != nil {
@@ -177,6 +182,10 @@ func (f *Formation) Primary(ctx context.Context) (*Node, error) {
 // primary: the secondary catches up, the primary demotes, the secondary is promoted) and
 // waits until the formation is stable again.
 func (f *Formation) Switchover(ctx context.Context) error {
+	// pg_autoctl refuses a switchover while a failover is under way.
+	if _, err := f.WaitStable(ctx); err != nil {
+		return err
+	}
 	m := f.monitor
 	if _, err := m.autoctl(ctx, "perform", "switchover", "--pgdata", m.PGData(), "--formation", FormationName); err != nil {
 		return err
