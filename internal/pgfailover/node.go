@@ -57,6 +57,9 @@ type Node struct {
 // Name is the node's name.
 func (n *Node) Name() string { return n.spec.Name }
 
+// IsMonitor reports whether n is the formation's monitor (else a data node).
+func (n *Node) IsMonitor() bool { return n.monitor }
+
 // Addr is the address the node listens on.
 func (n *Node) Addr() string { return n.spec.Addr }
 

@@ -53,7 +53,10 @@ func (f *Formation) securityArgs() []string {
 // in as anyone, and would win over pg_auto_failover's password records on loopback.
 var loopbackTrust = regexp.MustCompile(`(?m)^host\s+(all|replication)\s+all\s+(127\.0\.0\.1/32|::1/128)\s+trust\s*\n`)
 
-// tightenHBA removes loopbackTrust's records from n's pg_hba.conf in a Secure formation.
+// tightenHBA removes loopbackTrust's records from n's pg_hba.conf in a Secure formation,
+// as deploy/postgres/tighten-hba.sh does; that script also turns the unix-socket records
+// into peer, which this package cannot: its own process (root) logs in as postgres over the
+// socket (SocketDSN).
 func (f *Formation) tightenHBA(n *Node) error {
 	if f.opts.Secure == nil {
 		return nil
