@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"outrigger/internal/balancer/h1"
+	"outrigger/internal/h1"
 	"outrigger/internal/clientip"
 	"outrigger/internal/logging"
 )

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"outrigger/internal/balancer/h1"
+	"outrigger/internal/h1"
 )
 
 // respHead is what the fast path learned from a backend's response head.

@@ -14,7 +14,7 @@ const mod = "outrigger/"
 
 // lbSide and appSide are the two halves of the project; they share only sharedPkgs.
 var (
-	lbSide     = []string{"internal/balancer", "internal/health", "internal/admin", "internal/lbconfig", "internal/certs", "internal/rollout", "cmd/lb"}
+	lbSide     = []string{"internal/balancer", "internal/h1", "internal/frontend", "internal/health", "internal/admin", "internal/lbconfig", "internal/certs", "internal/rollout", "cmd/lb"}
 	appSide    = []string{"internal/app", "cmd/app"} // internal/app/... included
 	sharedPkgs = []string{"internal/clientip", "internal/logging"}
 	testOnly   = []string{"internal/pgtest", "internal/lbtest", "internal/fleet", "internal/e2e"}
@@ -59,7 +59,7 @@ func in(pkg string, roots []string) bool {
 
 func TestImportRules(t *testing.T) {
 	graph := deps(t)
-	for _, want := range []string{"internal/balancer", "internal/health", "internal/admin", "internal/rollout", "cmd/lb", "cmd/app", "internal/app", "internal/clientip", "internal/logging"} {
+	for _, want := range []string{"internal/balancer", "internal/h1", "internal/health", "internal/admin", "internal/rollout", "cmd/lb", "cmd/app", "internal/app", "internal/clientip", "internal/logging"} {
 		if _, ok := graph[want]; !ok {
 			t.Errorf("package %s not found: the rules below would be checked on nothing", want)
 		}
