@@ -24,6 +24,8 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultShutdownDelay     = 0 * time.Second
+	DefaultBodyReadTimeout   = 60 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
 	DefaultDrainTimeout      = 30 * time.Second
 	// DefaultACMEDirectory is Let's Encrypt's production directory.
 	DefaultACMEDirectory = "https://acme-v02.api.letsencrypt.org/directory"
@@ -142,7 +144,11 @@ type Limits struct {
 	MaxConns          int           `yaml:"max_conns"`
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
-	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	// BodyReadTimeout is the longest gap between two reads of a request body.
+	BodyReadTimeout time.Duration `yaml:"body_read_timeout"`
+	// WriteTimeout is the longest a write to a client may block.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	IdleTimeout  time.Duration `yaml:"idle_timeout"`
 }
 
 // Backend is one entry of backends.
@@ -177,6 +183,8 @@ func Default() *Config {
 			MaxConns:          DefaultMaxConns,
 			MaxHeaderBytes:    DefaultMaxHeaderBytes,
 			ReadHeaderTimeout: DefaultReadHeaderTimeout,
+			BodyReadTimeout:   DefaultBodyReadTimeout,
+			WriteTimeout:      DefaultWriteTimeout,
 			IdleTimeout:       DefaultIdleTimeout,
 		},
 		ShutdownDelay: DefaultShutdownDelay,

@@ -50,6 +50,8 @@ func TestDefaults(t *testing.T) {
 		{"limits.read_header_timeout", got.Limits.ReadHeaderTimeout, 10 * time.Second},
 		{"limits.idle_timeout", got.Limits.IdleTimeout, 120 * time.Second},
 		{"shutdown_delay", got.ShutdownDelay, time.Duration(0)},
+		{"limits.body_read_timeout", got.Limits.BodyReadTimeout, 60 * time.Second},
+		{"limits.write_timeout", got.Limits.WriteTimeout, 60 * time.Second},
 		{"drain_timeout", got.DrainTimeout, 30 * time.Second},
 		{"backends", len(got.Backends), 0},
 	}
@@ -116,6 +118,8 @@ limits:
   max_conns: 50
   max_header_bytes: 8192
   read_header_timeout: 5s
+  body_read_timeout: 20s
+  write_timeout: 30s
   idle_timeout: 1m
 shutdown_delay: 4s
 drain_timeout: 10s
@@ -160,7 +164,8 @@ func TestFullFile(t *testing.T) {
 		HealthCheck:    HealthCheck{Path: "/ready", Interval: 500 * time.Millisecond, Timeout: 250 * time.Millisecond, Rise: 3, Fall: 4},
 		Proxy: Proxy{DialTimeout: time.Second, PerTryTimeout: 3 * time.Second, MaxRetries: 1,
 			RetryBudget: 0.5, RetryBodyBytes: 1024, MaxInFlightPerBackend: 100},
-		Limits:        Limits{MaxConns: 50, MaxHeaderBytes: 8192, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute},
+		Limits: Limits{MaxConns: 50, MaxHeaderBytes: 8192, ReadHeaderTimeout: 5 * time.Second,
+			BodyReadTimeout: 20 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute},
 		ShutdownDelay: 4 * time.Second,
 		DrainTimeout:  10 * time.Second,
 		Backends: []Backend{
@@ -238,6 +243,9 @@ func TestValidationErrors(t *testing.T) {
 		{"max header", "limits: {max_header_bytes: 100}\n" + minimal, "limits.max_header_bytes: must be >= 1024"},
 		{"read header timeout", "limits: {read_header_timeout: 0s}\n" + minimal, "limits.read_header_timeout: must be > 0"},
 		{"idle timeout", "limits: {idle_timeout: 0s}\n" + minimal, "limits.idle_timeout: must be > 0"},
+		{"body read timeout", "limits: {body_read_timeout: 0s}\n" + minimal, "limits.body_read_timeout: must be > 0"},
+		{"write timeout", "limits: {write_timeout: -1s}\n" + minimal, "limits.write_timeout: must be > 0"},
+		{"body read timeout not a duration", "limits: {body_read_timeout: 60}\n" + minimal, "limits.body_read_timeout"},
 		{"drain timeout", "drain_timeout: 0s\n" + minimal, "drain_timeout: must be > 0"},
 		{"shutdown delay negative", "shutdown_delay: -1s\n" + minimal, "shutdown_delay: must be >= 0"},
 		{"shutdown delay not a duration", "shutdown_delay: 5\n" + minimal, "shutdown_delay: line 1: cannot unmarshal"},

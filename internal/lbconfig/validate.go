@@ -134,6 +134,8 @@ func (c *Config) Validate() error {
 		v.add("limits.max_header_bytes", "must be >= 1024")
 	}
 	v.positive("limits.read_header_timeout", l.ReadHeaderTimeout)
+	v.positive("limits.body_read_timeout", l.BodyReadTimeout)
+	v.positive("limits.write_timeout", l.WriteTimeout)
 	v.positive("limits.idle_timeout", l.IdleTimeout)
 	if c.ShutdownDelay < 0 {
 		v.add("shutdown_delay", "must be >= 0 (a duration like \"5s\"; 0 = stop accepting at once)")
