@@ -1,6 +1,7 @@
 package hotpath
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 
 	"outrigger/internal/balancer"
 	"outrigger/internal/clientip"
+	"outrigger/internal/frontend"
 	"outrigger/internal/logging"
 )
 
@@ -28,21 +30,10 @@ func backend() *httptest.Server {
 	}))
 }
 
-// lbHandler builds lb's public handler from the packages' exported APIs the way
-// cmd/lb wires it: logging.Middleware (JSON to io.Discard, client IP from the
-// resolver) around balancer.Proxy over a round-robin pool of the given backends.
-func lbHandler(tb testing.TB, backends []string, withLog bool) http.Handler {
-	tb.Helper()
-	proxy, logger, resolver := lbProxy(tb, backends)
-	if !withLog {
-		return proxy
-	}
-	return logging.Middleware(logger, resolver.ClientIP)(proxy)
-}
-
 // lbProxy builds balancer.Proxy over a round-robin pool of the given backends, with the JSON
-// logger (to io.Discard) and client address resolver cmd/lb gives it.
-func lbProxy(tb testing.TB, backends []string) (*balancer.Proxy, *slog.Logger, *clientip.Resolver) {
+// logger (to io.Discard, nil without the access log) and the client address resolver cmd/lb
+// gives it.
+func lbProxy(tb testing.TB, backends []string, withLog bool) *balancer.Proxy {
 	tb.Helper()
 	pool, err := balancer.NewPool(balancer.PoolOptions{})
 	if err != nil {
@@ -63,44 +54,37 @@ func lbProxy(tb testing.TB, backends []string) (*balancer.Proxy, *slog.Logger, *
 	if err != nil {
 		tb.Fatal(err)
 	}
-	logger, err := logging.New(io.Discard, logging.Options{Format: "json"})
-	if err != nil {
-		tb.Fatal(err)
+	var logger *slog.Logger
+	if withLog {
+		if logger, err = logging.New(io.Discard, logging.Options{Format: "json"}); err != nil {
+			tb.Fatal(err)
+		}
 	}
-	proxy := balancer.NewProxy(pool, policy, balancer.ProxyConfig{
+	return balancer.NewProxy(pool, policy, balancer.ProxyConfig{
 		DialTimeout: 2 * time.Second, PerTryTimeout: 5 * time.Second, MaxRetries: 2,
 		RetryBudget: 0.2, RetryBodyBytes: 64 << 10, TrustedProxies: resolver,
 	}, nil, logger)
-	return proxy, logger, resolver
 }
 
-// fastFront serves the Proxy on loopback through balancer.FastPath, as cmd/lb does for plain
-// HTTP/1 connections, and returns its base URL. The benchmark's requests never need the
-// net/http handoff: one fails the benchmark.
-func fastFront(b *testing.B, backends []string, withLog bool) string {
-	proxy, logger, _ := lbProxy(b, backends)
-	opts := balancer.FastPathOptions{}
-	if withLog {
-		opts.Log = logging.NewRequestLog(logger)
-	}
-	fp := balancer.NewFastPath(proxy, opts)
+// lbFront serves a Proxy over backends on loopback with lb's front end, as cmd/lb wires it
+// for plain HTTP (netHTTP: LB_FAST_PATH=off), and returns its base URL.
+func lbFront(tb testing.TB, backends []string, withLog, netHTTP bool) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { ln.Close(); fp.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go fp.ServeConn(c, func(c net.Conn) {
-				b.Error("fast path handed a benchmark request to net/http")
-				c.Close()
-			})
-		}
-	}()
+	fl := frontend.New(frontend.Options{Name: "http", Listener: ln, Proxy: lbProxy(tb, backends, withLog), NetHTTPOnly: netHTTP,
+		Settings: func() frontend.Settings {
+			return frontend.Settings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+				BodyReadTimeout: time.Minute, WriteTimeout: time.Minute}
+		}})
+	fl.Start()
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = fl.Shutdown(ctx)
+	})
 	return "http://" + ln.Addr().String()
 }
 
@@ -168,7 +152,7 @@ func drive(b *testing.B, base string) {
 	})
 }
 
-func startBackends(b *testing.B) []string {
+func startBackends(b testing.TB) []string {
 	var urls []string
 	for range 3 {
 		s := backend()
@@ -191,16 +175,13 @@ func BenchmarkRequest(b *testing.B) {
 		drive(b, startBackends(b)[0])
 	})
 	b.Run("lb", func(b *testing.B) {
-		drive(b, front(b, lbHandler(b, startBackends(b), true)))
+		drive(b, lbFront(b, startBackends(b), true, false))
 	})
 	b.Run("lb-nolog", func(b *testing.B) {
-		drive(b, front(b, lbHandler(b, startBackends(b), false)))
+		drive(b, lbFront(b, startBackends(b), false, false))
 	})
-	b.Run("lb-fast", func(b *testing.B) {
-		drive(b, fastFront(b, startBackends(b), true))
-	})
-	b.Run("lb-fast-nolog", func(b *testing.B) {
-		drive(b, fastFront(b, startBackends(b), false))
+	b.Run("lb-nethttp", func(b *testing.B) {
+		drive(b, lbFront(b, startBackends(b), true, true))
 	})
 	b.Run("reverseproxy-flush-1", func(b *testing.B) {
 		drive(b, front(b, bareProxy(b, startBackends(b), -1, nil)))
@@ -213,9 +194,15 @@ func BenchmarkRequest(b *testing.B) {
 	})
 }
 
-// TestLBHandlerProxies checks that the benchmark's handler really proxies
-// (status, body, X-Forwarded-For reaching the backend, round robin).
-func TestLBHandlerProxies(t *testing.T) {
+// TestLBFrontProxies checks that the benchmark's lb really proxies (status, body,
+// X-Forwarded-For reaching the backend, round robin), on both front ends.
+func TestLBFrontProxies(t *testing.T) {
+	for _, netHTTP := range []bool{false, true} {
+		lbFrontProxies(t, netHTTP)
+	}
+}
+
+func lbFrontProxies(t *testing.T, netHTTP bool) {
 	seen := make(chan string, 3)
 	var urls []string
 	for i := range 3 {
@@ -226,11 +213,10 @@ func TestLBHandlerProxies(t *testing.T) {
 		defer s.Close()
 		urls = append(urls, s.URL)
 	}
-	fs := httptest.NewServer(lbHandler(t, urls, true))
-	defer fs.Close()
+	base := lbFront(t, urls, true, netHTTP)
 	var got []string
 	for range 3 {
-		resp, err := http.Get(fs.URL + "/x")
+		resp, err := http.Get(base + "/x")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -78,9 +78,10 @@ func writeFile(t *testing.T, dir, name, content string) string {
 type lbConfig struct {
 	dir       string
 	backends  []*testBackend
-	extra     string // more top-level YAML
-	health    string // health_check keys (default: fast checks, rise 1, fall 1)
-	drain     string // drain_timeout (default 5s)
+	urls      [][2]string // more backends as name and URL (e.g. an lbtest.Recorder)
+	extra     string      // more top-level YAML
+	health    string      // health_check keys (default: fast checks, rise 1, fall 1)
+	drain     string      // drain_timeout (default 5s)
 	listen    string
 	adminPart string            // extra admin keys
 	env       map[string]string // lb's environment besides LOG_FORMAT=json
@@ -109,7 +110,10 @@ func (c lbConfig) render() string {
 	for _, be := range c.backends {
 		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n", be.name, be.srv.URL)
 	}
-	if len(c.backends) == 0 {
+	for _, nu := range c.urls {
+		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n", nu[0], nu[1])
+	}
+	if len(c.backends)+len(c.urls) == 0 {
 		b.WriteString("  []\n")
 	}
 	return b.String()
@@ -188,6 +192,7 @@ func startLBWith(t *testing.T, cfgPath string, hookReload bool, env map[string]s
 		case l.srv = <-ready:
 			waiting = false
 		case err := <-l.done:
+			l.done <- err // for stop
 			t.Fatalf("lb serve exited early: %v\n%s", err, l.out.String())
 		case <-timeout:
 			t.Fatalf("lb serve did not listen in time:\n%s", l.out.String())

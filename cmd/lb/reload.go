@@ -194,9 +194,9 @@ func (s *lbServer) applyConfig(_ context.Context) ([]string, error) {
 	s.checker.SetConfig(healthConfig(cfg))
 	s.cfg.Store(cfg)
 	s.checker.Sync()
-	s.limiter.setLimit(cfg.Limits.MaxConns)
+	s.limiter.SetLimit(cfg.Limits.MaxConns)
 	for _, f := range s.public {
-		f.refresh()
+		f.Refresh()
 	}
 	s.saveState()
 	s.logger.Info("config reloaded", "path", s.cfgPath, "backends", len(cfg.Backends),

@@ -23,6 +23,7 @@ import (
 	"outrigger/internal/balancer"
 	"outrigger/internal/certs"
 	"outrigger/internal/clientip"
+	"outrigger/internal/frontend"
 	"outrigger/internal/health"
 	"outrigger/internal/lbconfig"
 	"outrigger/internal/logging"
@@ -49,7 +50,7 @@ type lbServer struct {
 	cfgPath  string
 	logger   *slog.Logger
 	hooks    serveHooks
-	fastPath bool // HTTP/1 on balancer.FastPath (LB_FAST_PATH=off: all on net/http)
+	fastPath bool // HTTP/1 on lb's own connection loop (LB_FAST_PATH=off: all on net/http)
 
 	started  time.Time
 	reloadMu sync.Mutex // serialises reloads
@@ -67,9 +68,9 @@ type lbServer struct {
 	certs     *certs.Source   // nil without tls
 	adminCert *certs.FileCert // nil for a plain admin listener
 	state     *stateFile
-	limiter   *connLimiter
-	public    []*frontend // https/http, and http_listen
-	admin     *frontend
+	limiter   *frontend.ConnLimiter
+	public    []*frontend.Listener // https/http, and http_listen
+	admin     *frontend.Listener
 }
 
 // loadConfig reads and validates the config file; every problem is a usage error.
@@ -241,19 +242,16 @@ func healthConfig(cfg *lbconfig.Config) health.Config {
 	return health.Config{Path: h.Path, Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
 }
 
-// settings are the current http.Server settings of the public listeners.
-func (s *lbServer) settings() serverSettings {
-	l := s.cfg.Load().Limits
-	return serverSettings{maxHeaderBytes: l.MaxHeaderBytes, readHeaderTimeout: l.ReadHeaderTimeout, idleTimeout: l.IdleTimeout}
-}
-
-// fastSettings are the current client-side limits of the fast path.
-func (s *lbServer) fastSettings() balancer.FastSettings {
+// settings are the current client-side limits of the public listeners.
+func (s *lbServer) settings() frontend.Settings {
 	cfg := s.cfg.Load()
-	set := balancer.FastSettings{
-		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
-		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
-		IdleTimeout:       cfg.Limits.IdleTimeout,
+	l := cfg.Limits
+	set := frontend.Settings{
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+		ReadHeaderTimeout: l.ReadHeaderTimeout,
+		IdleTimeout:       l.IdleTimeout,
+		BodyReadTimeout:   l.BodyReadTimeout,
+		WriteTimeout:      l.WriteTimeout,
 	}
 	if cfg.TLS != nil {
 		set.HSTS = cfg.TLS.HSTS
@@ -261,17 +259,10 @@ func (s *lbServer) fastSettings() balancer.FastSettings {
 	return set
 }
 
-// publicHandler is the handler of the public listener: access log with the
-// real client address, HSTS, and the proxy.
-func (s *lbServer) publicHandler() http.Handler {
-	var h http.Handler = s.proxy
-	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if v := s.cfg.Load().TLS; v != nil && v.HSTS != "" && r.TLS != nil {
-			w.Header().Set("Strict-Transport-Security", v.HSTS)
-		}
-		s.proxy.ServeHTTP(w, r)
-	})
-	return logging.Middleware(s.logger, s.clientIP)(h)
+// adminSettings are the admin listener's fixed limits.
+func adminSettings() frontend.Settings {
+	return frontend.Settings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		BodyReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second}
 }
 
 // clientIP resolves a request's client address with the current trusted proxies.
@@ -319,11 +310,11 @@ func (s *lbServer) serve(ctx context.Context) error {
 		defer close(healthDone)
 		s.checker.Run(healthCtx)
 	}()
-	for _, f := range append([]*frontend{s.admin}, s.public...) {
-		f.start()
-		s.logger.Info("listening", "listener", f.name, "addr", f.ln.Addr().String())
+	for _, f := range append([]*frontend.Listener{s.admin}, s.public...) {
+		f.Start()
+		s.logger.Info("listening", "listener", f.Name(), "addr", f.Addr().String())
 		if s.hooks.listening != nil {
-			s.hooks.listening(f.name, f.ln.Addr().String())
+			s.hooks.listening(f.Name(), f.Addr().String())
 		}
 	}
 	s.phase.Store(int32(admin.PhaseServing)) // /readyz may say ready from now on
@@ -361,55 +352,44 @@ func (s *lbServer) serve(ctx context.Context) error {
 
 // listen binds every listener; a bind failure is an error (exit 1).
 func (s *lbServer) listen(cfg *lbconfig.Config) error {
-	s.limiter = newConnLimiter(cfg.Limits.MaxConns)
-	maxHead := func() int { return s.cfg.Load().Limits.MaxHeaderBytes }
+	s.limiter = frontend.NewConnLimiter(cfg.Limits.MaxConns)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	main := &frontend{name: "http", ln: ln, limiter: s.limiter, hygiene: true, maxHead: maxHead,
-		logger: s.logger, handler: s.publicHandler(), settings: s.settings}
+	opts := frontend.Options{Name: "http", Listener: ln, Limiter: s.limiter, Settings: s.settings,
+		Logger: s.logger, Proxy: s.proxy, NetHTTPOnly: !s.fastPath}
 	if s.certs != nil {
-		main.name = "https"
-		main.tlsConf = s.certs.TLSConfig()
+		opts.Name, opts.TLS = "https", s.certs.TLSConfig()
 	}
-	if s.fastPath {
-		main.fast = balancer.NewFastPath(s.proxy, balancer.FastPathOptions{
-			TLS:      s.certs != nil,
-			Settings: s.fastSettings,
-			Log:      logging.NewRequestLog(s.logger),
-		})
-	}
-	s.public = append(s.public, main)
+	s.public = append(s.public, frontend.New(opts))
 	if cfg.HTTPListen != "" && s.certs != nil {
 		hl, err := net.Listen("tcp", cfg.HTTPListen)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", cfg.HTTPListen, err)
 		}
 		h := logging.Middleware(s.logger, s.clientIP)(s.certs.HTTPHandler(ln.Addr().String()))
-		s.public = append(s.public, &frontend{name: "http", ln: hl, limiter: s.limiter, hygiene: true,
-			maxHead: maxHead, logger: s.logger, handler: h, settings: s.settings})
+		s.public = append(s.public, frontend.New(frontend.Options{Name: "http", Listener: hl, Limiter: s.limiter,
+			Settings: s.settings, Logger: s.logger, Handler: h}))
 	}
 	al, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Admin.Listen, err)
 	}
-	s.admin = &frontend{name: "admin", ln: al, hygiene: true, maxHead: func() int { return 64 << 10 },
-		logger: s.logger, handler: s.adminHandler(), settings: func() serverSettings {
-			return serverSettings{maxHeaderBytes: 64 << 10, readHeaderTimeout: 10 * time.Second, idleTimeout: 120 * time.Second}
-		}}
+	adminOpts := frontend.Options{Name: "admin", Listener: al, Settings: adminSettings, Logger: s.logger, Handler: s.adminHandler()}
 	if s.adminCert != nil {
-		s.admin.tlsConf = certs.ServerTLSConfig(s.adminCert.GetCertificate)
+		adminOpts.TLS = certs.ServerTLSConfig(s.adminCert.GetCertificate)
 	}
+	s.admin = frontend.New(adminOpts)
 	return nil
 }
 
 // closeListeners closes sockets bound by a listen that failed part way.
 func (s *lbServer) closeListeners() {
 	for _, f := range s.public {
-		f.ln.Close()
+		_ = f.Shutdown(context.Background())
 	}
 	if s.admin != nil {
-		s.admin.ln.Close()
+		_ = s.admin.Shutdown(context.Background())
 	}
 }

@@ -67,7 +67,7 @@ func (s *lbServer) shutdown(more <-chan struct{}) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = f.shutdown(ctx)
+			errs[i] = f.Shutdown(ctx)
 		}()
 	}
 	wg.Wait()
@@ -89,7 +89,7 @@ func (s *lbServer) shutdown(more <-chan struct{}) error {
 	}
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	defer acancel()
-	errs = append(errs, s.admin.shutdown(actx))
+	errs = append(errs, s.admin.Shutdown(actx))
 	err := errors.Join(errs...)
 	if ctx.Err() != nil || cut > 0 {
 		why := "drain_timeout reached"

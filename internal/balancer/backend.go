@@ -2,22 +2,18 @@ package balancer
 
 import (
 	"net"
-	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Backend is one upstream server: its address, its own connection pool and reverse proxy,
-// and its live state. State (active/draining) and health are separate dimensions.
+// Backend is one upstream server: its address, its own pool of connections (lb's HTTP/1.1
+// client), and its live state. State (active/draining) and health are separate dimensions.
 type Backend struct {
 	name  string
 	url   *url.URL
-	tr    atomic.Pointer[http.Transport]
-	sync  *syncTransport // http backends: requests without a streamed body or an upgrade
-	proxy *httputil.ReverseProxy
+	conns *connPool
 
 	state    atomic.Uint32
 	healthy  atomic.Bool
@@ -33,13 +29,13 @@ type Backend struct {
 
 	idleWaiters atomic.Int32
 
-	mu        sync.Mutex // guards the fields below
-	idleCh    chan struct{}
-	conns     map[*upgradedConn]struct{}
-	checksOK  int
-	lastCheck time.Time
-	lastError string
-	version   string
+	mu            sync.Mutex // guards the fields below
+	idleCh        chan struct{}
+	upgradedConns map[*upgradedConn]struct{}
+	checksOK      int
+	lastCheck     time.Time
+	lastError     string
+	version       string
 }
 
 // Name returns the backend's configured name.
@@ -125,14 +121,7 @@ func (b *Backend) idleChan() <-chan struct{} {
 }
 
 // closeIdle closes the idle keep-alive connections to b.
-func (b *Backend) closeIdle() {
-	if t := b.tr.Load(); t != nil {
-		t.CloseIdleConnections()
-	}
-	if b.sync != nil {
-		b.sync.CloseIdleConnections()
-	}
-}
+func (b *Backend) closeIdle() { b.conns.closeIdle() }
 
 // observeLatency folds one response-header latency sample into the EWMA.
 func (b *Backend) observeLatency(d time.Duration) {
@@ -156,10 +145,10 @@ func (b *Backend) observeLatency(d time.Duration) {
 func (b *Backend) trackUpgraded(c net.Conn) net.Conn {
 	uc := &upgradedConn{Conn: c, b: b}
 	b.mu.Lock()
-	if b.conns == nil {
-		b.conns = make(map[*upgradedConn]struct{})
+	if b.upgradedConns == nil {
+		b.upgradedConns = make(map[*upgradedConn]struct{})
 	}
-	b.conns[uc] = struct{}{}
+	b.upgradedConns[uc] = struct{}{}
 	b.mu.Unlock()
 	b.upgraded.Add(1)
 	return uc
@@ -168,8 +157,8 @@ func (b *Backend) trackUpgraded(c net.Conn) net.Conn {
 // closeUpgraded closes every upgraded connection of b.
 func (b *Backend) closeUpgraded() {
 	b.mu.Lock()
-	conns := make([]*upgradedConn, 0, len(b.conns))
-	for c := range b.conns {
+	conns := make([]*upgradedConn, 0, len(b.upgradedConns))
+	for c := range b.upgradedConns {
 		conns = append(conns, c)
 	}
 	b.mu.Unlock()
@@ -190,7 +179,7 @@ func (c *upgradedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
 		c.b.mu.Lock()
-		delete(c.b.conns, c)
+		delete(c.b.upgradedConns, c)
 		c.b.mu.Unlock()
 		c.b.upgraded.Add(-1)
 	})

@@ -1,4 +1,4 @@
-package balancer
+package balancer_test
 
 import (
 	"bytes"
@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
-	"outrigger/internal/logging"
+	. "outrigger/internal/balancer" // the tests of the balancer, behind the real front end
+	"outrigger/internal/frontend"
 )
 
 // testBackend is a real HTTP server standing in for an app server.
@@ -58,18 +58,6 @@ func newBackend(t testing.TB, name string, h http.HandlerFunc) *testBackend {
 func (tb *testBackend) kill() {
 	_ = tb.Listener.Close()
 	tb.CloseClientConnections()
-}
-
-// deadURL returns the URL of a port that was bound and closed: connecting is refused.
-func deadURL(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return "http://" + addr
 }
 
 // gate is a channel that blocking handlers wait on. Call openAtEnd after creating every
@@ -118,7 +106,7 @@ func (b *syncBuffer) requestLines(t testing.TB) []map[string]any {
 // response went out) and returns them.
 func (r *rig) lines(t testing.TB, n int) []map[string]any {
 	t.Helper()
-	waitFor(t, 5*time.Second, "request log lines", func() bool { return len(r.logs.requestLines(t)) >= n })
+	WaitFor(t, 5*time.Second, "request log lines", func() bool { return len(r.logs.requestLines(t)) >= n })
 	return r.logs.requestLines(t)
 }
 
@@ -167,118 +155,60 @@ func (o *recordingObserver) counts(name string) (failed, ok int) {
 	return o.failed[name], o.ok[name]
 }
 
-// rig is a pool and proxy behind a real front server with the request-log middleware.
+// rig is a pool and proxy behind the real front end (internal/frontend) on loopback.
 type rig struct {
 	pool  *Pool
 	proxy *Proxy
 	reg   *prometheus.Registry
-	front *httptest.Server
-	fast  *fastListener // nil for the net/http front
-	// fastSet is what the fast path's Settings returns (tests may change it).
-	fastSet atomic.Pointer[FastSettings]
-	logs    *syncBuffer
-	obs     *recordingObserver
+	front *frontServer
+	// set is what the front end's Settings returns (tests may change it).
+	set  atomic.Pointer[frontend.Settings]
+	logs *syncBuffer
+	obs  *recordingObserver
 }
 
-// frontKind is how a rig's front server takes client connections.
+// frontKind is which of lb's two front ends serves a rig's HTTP/1 requests.
 type frontKind string
 
 const (
-	frontStd  frontKind = "nethttp"  // net/http.Server with logging.Middleware around Proxy.ServeHTTP
-	frontFast frontKind = "fastpath" // FastPath first; what it hands off goes to the net/http front
+	frontLoop    frontKind = "loop"    // lb's own HTTP/1.1 connection loop
+	frontNetHTTP frontKind = "nethttp" // net/http behind the gate (LB_FAST_PATH=off)
 )
 
 // forEachFront runs test once per front kind, each as a subtest.
 func forEachFront(t *testing.T, test func(t *testing.T, front frontKind)) {
 	t.Helper()
-	for _, k := range []frontKind{frontStd, frontFast} {
+	for _, k := range []frontKind{frontNetHTTP, frontLoop} {
 		t.Run(string(k), func(t *testing.T) { test(t, k) })
 	}
 }
 
+// frontServer is a rig's listening front end and a client for it that can go away.
+type frontServer struct {
+	ln  *frontend.Listener
+	URL string
+	tr  *http.Transport
+
+	mu    sync.Mutex
+	conns []net.Conn // the client's connections
+}
+
+// Client returns an HTTP client of the front (HTTP/1.1, keep-alive).
+func (f *frontServer) Client() *http.Client { return &http.Client{Transport: f.tr} }
+
+// Addr is the front's address.
+func (f *frontServer) Addr() string { return f.ln.Addr().String() }
+
 // closeClients closes every client connection of the front, as a client going away would.
-func (r *rig) closeClients() {
-	if r.fast != nil {
-		r.fast.closeClients()
-	}
-	r.front.CloseClientConnections()
-}
+func (r *rig) closeClients() { r.front.closeClients() }
 
-// fastListener puts a FastPath in front of an httptest.Server: it accepts every connection
-// and serves it on the fast path; Accept returns only the connections the fast path hands off.
-type fastListener struct {
-	net.Listener
-	fp     *FastPath
-	handed chan net.Conn
-	done   chan struct{}
-	once   sync.Once
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-}
-
-func newFastListener(inner net.Listener, fp *FastPath) *fastListener {
-	l := &fastListener{Listener: inner, fp: fp, handed: make(chan net.Conn), done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
-	l.wg.Add(1)
-	go l.acceptLoop()
-	return l
-}
-
-func (l *fastListener) acceptLoop() {
-	defer l.wg.Done()
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return
-		}
-		l.mu.Lock()
-		l.conns[c] = struct{}{}
-		l.mu.Unlock()
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			l.fp.ServeConn(c, func(rest net.Conn) {
-				select {
-				case l.handed <- rest:
-				case <-l.done:
-					_ = rest.Close()
-				}
-			})
-			l.mu.Lock()
-			delete(l.conns, c)
-			l.mu.Unlock()
-		}()
-	}
-}
-
-func (l *fastListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.handed:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *fastListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return l.Listener.Close()
-}
-
-// closeClients closes the connections the fast path serves.
-func (l *fastListener) closeClients() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for c := range l.conns {
+// closeClients closes every client connection made with Client.
+func (f *frontServer) closeClients() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
 		_ = c.Close()
 	}
-}
-
-// shutdown closes the listener, cuts the fast path's connections and waits for its goroutines.
-func (l *fastListener) shutdown() {
-	_ = l.Close()
-	l.fp.Close()
-	l.wg.Wait()
 }
 
 // defaultConfig is a proxy config for tests: short timeouts, 2 retries.
@@ -293,7 +223,7 @@ func defaultConfig() ProxyConfig {
 }
 
 // newRig builds a pool with the given backend URLs (named b0, b1, ...), all healthy, behind
-// a front of the given kind.
+// the front end of the given kind.
 func newRig(t testing.TB, front frontKind, cfg ProxyConfig, policy string, urls ...string) *rig {
 	t.Helper()
 	r := &rig{reg: prometheus.NewRegistry(), logs: &syncBuffer{}, obs: &recordingObserver{}}
@@ -315,19 +245,47 @@ func newRig(t testing.TB, front frontKind, cfg ProxyConfig, policy string, urls 
 		t.Fatal(err)
 	}
 	r.proxy = NewProxy(pool, pol, cfg, r.obs, logger)
-	r.front = httptest.NewUnstartedServer(logging.Middleware(logger, nil)(r.proxy))
-	if front == frontFast {
-		r.fastSet.Store(&FastSettings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute})
-		fp := NewFastPath(r.proxy, FastPathOptions{Log: logging.NewRequestLog(logger), Settings: func() FastSettings {
-			return *r.fastSet.Load()
-		}})
-		r.fast = newFastListener(r.front.Listener, fp)
-		r.front.Listener = r.fast
-		t.Cleanup(r.fast.shutdown)
-	}
-	r.front.Start()
-	t.Cleanup(r.front.Close)
+	r.set.Store(&frontend.Settings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+		BodyReadTimeout: time.Minute, WriteTimeout: time.Minute})
+	r.front = serveProxy(t, r.proxy, front, func() frontend.Settings { return *r.set.Load() })
 	return r
+}
+
+// serveProxy serves p on a loopback port with the real front end of the given kind, with
+// settings (nil: the defaults of a test) until the test ends.
+func serveProxy(t testing.TB, p *Proxy, kind frontKind, settings func() frontend.Settings) *frontServer {
+	t.Helper()
+	if settings == nil {
+		settings = func() frontend.Settings {
+			return frontend.Settings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+				BodyReadTimeout: time.Minute, WriteTimeout: time.Minute}
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := frontend.New(frontend.Options{Name: "test", Listener: ln, Proxy: p, NetHTTPOnly: kind == frontNetHTTP, Settings: settings})
+	fl.Start()
+	f := &frontServer{ln: fl, URL: "http://" + ln.Addr().String()}
+	dialer := &net.Dialer{}
+	f.tr = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err == nil {
+			f.mu.Lock()
+			f.conns = append(f.conns, c)
+			f.mu.Unlock()
+		}
+		return c, err
+	}}
+	t.Cleanup(func() {
+		f.tr.CloseIdleConnections()
+		f.closeClients()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = fl.Shutdown(ctx)
+	})
+	return f
 }
 
 // getAndDiscard sends a GET through the front and drops the answer: a request to hold a
@@ -355,67 +313,4 @@ func (r *rig) do(t testing.TB, method, path string, body io.Reader) (int, string
 		t.Fatalf("%s %s: reading body: %v", method, path, err)
 	}
 	return res.StatusCode, string(b)
-}
-
-// counter returns the value of a counter series in reg (0 if absent).
-func counter(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	m := findMetric(t, reg, name, labels)
-	if m == nil {
-		return 0
-	}
-	if m.Counter != nil {
-		return m.Counter.GetValue()
-	}
-	if m.Gauge != nil {
-		return m.Gauge.GetValue()
-	}
-	if m.Histogram != nil {
-		return float64(m.Histogram.GetSampleCount())
-	}
-	return 0
-}
-
-// findMetric returns the series of name whose labels include labels, or nil.
-func findMetric(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) *dto.Metric {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue next
-				}
-			}
-			return m
-		}
-	}
-	return nil
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		case <-tick.C:
-		}
-	}
 }

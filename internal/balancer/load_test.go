@@ -1,8 +1,9 @@
-package balancer
+package balancer_test
 
 import (
 	"io"
 	"net/http"
+	. "outrigger/internal/balancer"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -63,7 +64,7 @@ func TestKillOneFreezeOneUnderLoad(t *testing.T) {
 		cfg := defaultConfig()
 		cfg.PerTryTimeout = perTry
 		r := newRig(t, front, cfg, PolicyLeastConn, killed.URL, froze.URL, steady.URL)
-		r.proxy.observer = &ejectingObserver{pool: r.pool, fall: 2, n: map[string]int{}}
+		r.proxy.SetObserver(&ejectingObserver{pool: r.pool, fall: 2, n: map[string]int{}})
 		release.openAtEnd(t)
 
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
@@ -98,7 +99,7 @@ func TestKillOneFreezeOneUnderLoad(t *testing.T) {
 				}
 			})
 		}
-		waitFor(t, duration, "load before the failures", func() bool { return total.Load() > 50 })
+		WaitFor(t, duration, "load before the failures", func() bool { return total.Load() > 50 })
 		killed.kill()
 		frozen.Store(true)
 		wg.Wait()
@@ -110,9 +111,9 @@ func TestKillOneFreezeOneUnderLoad(t *testing.T) {
 			t.Errorf("slowest GET took %v, want about per_try_timeout (%v) at most", max, perTry)
 		}
 		t.Logf("%d GETs, slowest %v, retries dial/reset/timeout = %v/%v/%v", total.Load(), time.Duration(slowest.Load()),
-			counter(t, r.reg, "lb_retries_total", map[string]string{"reason": "dial"}),
-			counter(t, r.reg, "lb_retries_total", map[string]string{"reason": "reset"}),
-			counter(t, r.reg, "lb_retries_total", map[string]string{"reason": "timeout"}))
+			Counter(t, r.reg, "lb_retries_total", map[string]string{"reason": "dial"}),
+			Counter(t, r.reg, "lb_retries_total", map[string]string{"reason": "reset"}),
+			Counter(t, r.reg, "lb_retries_total", map[string]string{"reason": "timeout"}))
 		for _, name := range []string{"b0", "b1"} {
 			if r.pool.IsHealthy(name) {
 				t.Errorf("%s still healthy after failing on real traffic", name)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -35,22 +34,20 @@ type Pool struct {
 	snap        atomic.Pointer[snapshot]
 	dialTimeout atomic.Int64
 	perTry      time.Duration // guarded by mu
-	perTryNS    atomic.Int64  // perTry for readers without mu (the synchronous transports)
+	perTryNS    atomic.Int64  // perTry for readers without mu (every attempt reads it)
 	tlsConf     *tls.Config
 	logger      *slog.Logger
 	m           *metrics
-	buffers     *bufferPool
 }
 
 type snapshot struct {
-	list    []*Backend
-	byName  map[string]*Backend
-	allSync bool // every backend has a synchronous transport (plain HTTP): the fast path may serve
+	list   []*Backend
+	byName map[string]*Backend
 }
 
 // NewPool returns an empty pool whose metrics are registered on opts.Registerer.
 func NewPool(opts PoolOptions) (*Pool, error) {
-	p := &Pool{tlsConf: opts.TLSConfig, logger: opts.Logger, perTry: opts.PerTryTimeout, buffers: newBufferPool()}
+	p := &Pool{tlsConf: opts.TLSConfig, logger: opts.Logger, perTry: opts.PerTryTimeout}
 	if p.logger == nil {
 		p.logger = slog.New(slog.DiscardHandler)
 	}
@@ -62,7 +59,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	}
 	p.dialTimeout.Store(int64(opts.DialTimeout))
 	p.perTryNS.Store(int64(p.perTry))
-	p.snap.Store(&snapshot{byName: map[string]*Backend{}, allSync: true})
+	p.snap.Store(&snapshot{byName: map[string]*Backend{}})
 	reg := opts.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -75,9 +72,8 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	return p, nil
 }
 
-// SetTimeouts changes the dial and per-try timeouts. A new dial timeout applies to the next
-// dial; a new per-try timeout replaces each backend's transport (its idle connections close,
-// requests in flight finish on the old one).
+// SetTimeouts changes the dial and per-try timeouts; each applies from the next dial or
+// attempt on.
 func (p *Pool) SetTimeouts(dial, perTry time.Duration) {
 	if dial > 0 {
 		p.dialTimeout.Store(int64(dial))
@@ -87,26 +83,12 @@ func (p *Pool) SetTimeouts(dial, perTry time.Duration) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if perTry == p.perTry {
-		return
-	}
 	p.perTry = perTry
 	p.perTryNS.Store(int64(perTry))
-	for _, b := range p.backends() {
-		old := b.tr.Swap(p.newTransport(b.url.Scheme))
-		old.CloseIdleConnections()
-	}
-}
-
-func (p *Pool) newTransport(scheme string) *http.Transport {
-	return newTransport(scheme, func() time.Duration { return time.Duration(p.dialTimeout.Load()) }, p.perTry, p.tlsConf)
 }
 
 // backends returns the current snapshot's backends in configured order (do not modify).
 func (p *Pool) backends() []*Backend { return p.snap.Load().list }
-
-// allSync reports whether every backend is plain HTTP, served by a synchronous transport.
-func (p *Pool) allSync() bool { return p.snap.Load().allSync }
 
 // lookup returns the backend named name in the current snapshot.
 func (p *Pool) lookup(name string) (*Backend, error) {
@@ -119,15 +101,10 @@ func (p *Pool) lookup(name string) (*Backend, error) {
 
 // newBackend builds an active, not yet healthy backend. Callers hold p.mu.
 func (p *Pool) newBackend(name string, u *url.URL, draining bool) *Backend {
-	b := &Backend{name: name, url: u}
+	dialTimeout := func() time.Duration { return time.Duration(p.dialTimeout.Load()) }
+	b := &Backend{name: name, url: u,
+		conns: newConnPool(newDialer(u.Host, u.Scheme == "https", dialTimeout, p.tlsConf))}
 	b.touch()
-	b.tr.Store(p.newTransport(u.Scheme))
-	if u.Scheme == "http" {
-		b.sync = newSyncTransport(u.Host,
-			newDial(func() time.Duration { return time.Duration(p.dialTimeout.Load()) }),
-			func() time.Duration { return time.Duration(p.perTryNS.Load()) })
-	}
-	b.proxy = newReverseProxy(b, p.logger, p.buffers)
 	if draining {
 		b.state.Store(uint32(StateDraining))
 	}
@@ -136,10 +113,9 @@ func (p *Pool) newBackend(name string, u *url.URL, draining bool) *Backend {
 
 // publish installs a new backend list. Callers hold p.mu.
 func (p *Pool) publish(list []*Backend) {
-	s := &snapshot{list: list, byName: make(map[string]*Backend, len(list)), allSync: true}
+	s := &snapshot{list: list, byName: make(map[string]*Backend, len(list))}
 	for _, b := range list {
 		s.byName[b.name] = b
-		s.allSync = s.allSync && b.sync != nil
 	}
 	p.snap.Store(s)
 }

@@ -1,11 +1,8 @@
 package balancer
 
 import (
-	"context"
-	"errors"
 	"log/slog"
 	"net/http"
-	"net/http/httputil"
 	"sync/atomic"
 	"time"
 
@@ -46,26 +43,32 @@ type ProxyConfig struct {
 	TrustedProxies *clientip.Resolver
 }
 
-// Proxy is the load balancer's http.Handler: it picks a backend by policy, proxies the request
-// and retries what can safely be retried on backends not yet tried.
+// Proxy is the load balancer's forwarding loop (Forward) with its settings: it picks a
+// backend by policy, sends the request with lb's own backend client, and retries what can
+// safely be retried on backends not yet tried. Front ends call Forward.
 type Proxy struct {
 	pool     *Pool
 	policy   atomic.Pointer[policyBox]
 	cfg      atomic.Pointer[ProxyConfig]
 	observer Observer
 	logger   *slog.Logger
+	log      *logging.RequestLog
+	ids      *logging.RequestIDs
+	bufs     copyBufs
 	budget   *retryBudget
 	openFail atomic.Bool // whether the last pick had to fail open (for transition logs)
 }
 
 type policyBox struct{ Policy }
 
-// NewProxy returns a Proxy over pool. observer (may be nil) is fed passive health outcomes.
+// NewProxy returns a Proxy over pool. observer (may be nil) is fed passive health outcomes;
+// every request's access line goes to logger (nil: nowhere).
 func NewProxy(pool *Pool, policy Policy, cfg ProxyConfig, observer Observer, logger *slog.Logger) *Proxy {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Proxy{pool: pool, observer: observer, logger: logger, budget: newRetryBudget(nil)}
+	p := &Proxy{pool: pool, observer: observer, logger: logger, log: logging.NewRequestLog(logger),
+		ids: logging.NewRequestIDs(), budget: newRetryBudget(nil)}
 	p.SetPolicy(policy)
 	p.SetConfig(cfg)
 	return p
@@ -79,173 +82,15 @@ func (p *Proxy) SetConfig(cfg ProxyConfig) {
 	p.pool.SetTimeouts(cfg.DialTimeout, cfg.PerTryTimeout)
 }
 
+// Config returns the proxy settings in use.
+func (p *Proxy) Config() ProxyConfig { return *p.cfg.Load() }
+
 // SetPolicy replaces the balancing policy (SIGHUP). A nil policy means least_conn.
 func (p *Proxy) SetPolicy(pol Policy) {
 	if pol == nil {
 		pol = &LeastConn{}
 	}
 	p.policy.Store(&policyBox{pol})
-}
-
-// stateKey finds a request's reqState in its context.
-type stateKey struct{}
-
-// reqState is everything the proxy tracks for one client request, in one allocation.
-type reqState struct {
-	p            *Proxy
-	forwardedFor string
-	proto        string
-
-	bodyMode int
-	body     []byte
-	stream   streamBody
-
-	// per attempt
-	w        attemptWriter
-	start    time.Time
-	err      error
-	upgraded bool
-
-	tries
-}
-
-// tries is what one client request tracks across its attempts, whichever path serves it.
-type tries struct {
-	skip    []*Backend // tried or full
-	skipBuf [4]*Backend
-	held    []*Backend // picked backends whose refs this request holds
-	heldBuf [4]*Backend
-	candBuf [8]*Backend
-}
-
-// reset prepares t for a new request.
-func (t *tries) reset() {
-	t.skip, t.held = t.skipBuf[:0], t.heldBuf[:0]
-}
-
-func stateFrom(ctx context.Context) *reqState {
-	st, _ := ctx.Value(stateKey{}).(*reqState)
-	return st
-}
-
-// rewrite prepares the outgoing request (httputil.ReverseProxy.Rewrite): backend URL, the
-// client's Host kept, X-Forwarded-* rebuilt from trusted hops, spoofable headers dropped.
-// X-Request-ID is passed on as the logging middleware set it.
-func rewrite(b *Backend, pr *httputil.ProxyRequest) {
-	pr.SetURL(b.url)
-	pr.Out.Host = pr.In.Host
-	h := pr.Out.Header
-	clientip.RemoveSpoofable(h)
-	if st := stateFrom(pr.In.Context()); st != nil {
-		if st.forwardedFor != "" {
-			h.Set("X-Forwarded-For", st.forwardedFor)
-		}
-		h.Set("X-Forwarded-Proto", st.proto)
-		if st.bodyMode == bodyBuffered {
-			h.Del("Expect") // the body is already here; do not wait for 100-continue
-		}
-	}
-	if pr.In.Host != "" {
-		h.Set("X-Forwarded-Host", pr.In.Host)
-	}
-}
-
-// gotResponse runs when a backend's response headers arrive (ModifyResponse).
-func gotResponse(b *Backend, res *http.Response) {
-	st := stateFrom(res.Request.Context())
-	if st == nil {
-		return
-	}
-	b.observeLatency(time.Since(st.start))
-	if st.p.observer != nil {
-		st.p.observer.Observe(b.name, false)
-	}
-}
-
-// recordError is the reverse proxy's ErrorHandler: it writes nothing and leaves the decision
-// (retry or which error status) to the Proxy.
-func recordError(_ http.ResponseWriter, r *http.Request, err error) {
-	if st := stateFrom(r.Context()); st != nil {
-		st.err = err
-	}
-}
-
-// ServeHTTP proxies one request.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	begin := time.Now()
-	cfg := p.cfg.Load()
-	pol := p.policy.Load().Policy
-	ctx := r.Context()
-	p.budget.request()
-
-	st := &reqState{p: p, forwardedFor: cfg.TrustedProxies.ForwardedFor(r), proto: "http"}
-	if r.TLS != nil {
-		st.proto = "https"
-	}
-	st.reset()
-	defer p.finish(&st.tries)
-	if err := st.bufferBody(r, cfg.RetryBodyBytes); err != nil {
-		p.bodyError(w, r, err)
-		return
-	}
-	out := r.WithContext(context.WithValue(ctx, stateKey{}, st))
-
-	var (
-		last     *Backend
-		reason   string
-		attempts int
-		sawFull  bool
-		aborted  bool
-	)
-	for attempts < 1+cfg.MaxRetries {
-		b, full := p.pick(&st.tries, cfg, pol, false)
-		sawFull = sawFull || full
-		if b == nil {
-			break
-		}
-		attempts++
-		last = b
-		st.setBody(out, r)
-		aborted = p.attempt(w, out, b, st)
-		if st.w.wrote || aborted {
-			break
-		}
-		if st.err == nil { // nothing written and no error: treat as a broken attempt
-			st.err = errors.New("backend wrote no response")
-		}
-		if ctx.Err() != nil {
-			break // the client went away; nothing to blame the backend for
-		}
-		var retry bool
-		if reason, retry = p.afterFailure(b, st.err, r.Method, st.replayable(), attempts, cfg); !retry {
-			break
-		}
-	}
-
-	code := 0
-	switch {
-	case st.w.wrote && !aborted:
-		code = st.w.code
-	case ctx.Err() != nil || (aborted && st.w.writeErr != nil):
-		code = 499 // client went away: not the backend's fault
-		logging.SetStatus(ctx, code)
-	case aborted:
-		code = st.w.code // the backend broke the body after it started
-		p.countBroken(last)
-	default:
-		c, msg := failureStatus(last, sawFull, reason)
-		code = writeError(w, c, msg)
-	}
-	logged := ""
-	if last != nil {
-		logged = last.name
-	}
-	logging.Annotate(ctx, slog.String("backend", logged), slog.Int("attempts", attempts))
-	p.countRequest(last, code, begin)
-	if aborted && code != 499 {
-		logging.Annotate(ctx, slog.Bool("broken", true))
-		abortResponse(w)
-	}
 }
 
 // afterFailure records a failed attempt on b (passive health, observer) and decides whether
@@ -328,130 +173,4 @@ func (p *Proxy) finish(t *tries) {
 			}
 		}
 	}
-}
-
-// abortResponse cuts a response the backend broke off, so the client sees it incomplete rather
-// than ended: it closes an HTTP/1 connection, else aborts the handler (an HTTP/2 stream reset).
-func abortResponse(w http.ResponseWriter) {
-	if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
-		_ = c.Close()
-		return
-	}
-	panic(http.ErrAbortHandler)
-}
-
-// attempt sends the request to b once. It reports whether the reverse proxy aborted a response
-// that had started (the body copy failed).
-func (p *Proxy) attempt(w http.ResponseWriter, out *http.Request, b *Backend, st *reqState) (aborted bool) {
-	st.w.reset(w, st, b)
-	st.err, st.upgraded = nil, false
-	st.start = time.Now()
-	b.requests.Add(1)
-	defer func() {
-		if !st.upgraded {
-			b.release()
-		}
-		if rec := recover(); rec != nil {
-			if rec != http.ErrAbortHandler {
-				panic(rec)
-			}
-			aborted = true
-		}
-	}()
-	b.proxy.ServeHTTP(&st.w, out)
-	return false
-}
-
-// pick chooses a backend for the next attempt and counts it in flight. After choosing, it
-// re-checks the backend's state, so a drain (or a down mark) is exact from the instant it
-// returns. full reports that some backend was skipped for max_in_flight_per_backend.
-// syncOnly skips backends without a synchronous transport (the fast path serves only those).
-func (p *Proxy) pick(t *tries, cfg *ProxyConfig, pol Policy, syncOnly bool) (b *Backend, full bool) {
-	list := p.pool.backends()
-	for range 2*len(list) + 2 {
-		cands := t.candBuf[:0]
-		healthy := false
-		for _, x := range list {
-			if x.Eligible() {
-				healthy = true
-				if !t.skipped(x) && (!syncOnly || x.sync != nil) {
-					cands = append(cands, x)
-				}
-			}
-		}
-		open := !healthy
-		if open {
-			for _, x := range list {
-				if x.State() == StateActive && !t.skipped(x) && (!syncOnly || x.sync != nil) {
-					cands = append(cands, x)
-				}
-			}
-		}
-		p.noteFailOpen(open, len(cands) > 0)
-		if len(cands) == 0 {
-			return nil, full
-		}
-		b = pol.Pick(cands)
-		b.acquire()
-		if b.State() != StateActive || (!open && !b.Healthy()) {
-			b.release() // changed under us: choose again among the rest
-			continue
-		}
-		if cfg.MaxInFlightPerBackend > 0 && b.InFlight() > cfg.MaxInFlightPerBackend {
-			b.release()
-			t.skip = append(t.skip, b)
-			full = true
-			continue
-		}
-		if open {
-			p.pool.m.failOpen.Inc()
-		}
-		t.skip = append(t.skip, b)
-		b.refs.Add(1) // before any removed check that guards a write for b
-		t.held = append(t.held, b)
-		return b, full
-	}
-	return nil, full
-}
-
-func (t *tries) skipped(b *Backend) bool {
-	for _, x := range t.skip {
-		if x == b {
-			return true
-		}
-	}
-	return false
-}
-
-// noteFailOpen logs when the proxy starts and stops failing open.
-func (p *Proxy) noteFailOpen(open, any bool) {
-	if open && any && !p.openFail.Load() && !p.openFail.Swap(true) {
-		p.logger.Warn("no healthy backend: failing open to the active backends")
-	} else if !open && p.openFail.Load() && p.openFail.Swap(false) {
-		p.logger.Info("healthy backend available again: fail-open ended")
-	}
-}
-
-// bodyError answers a request whose body could not be read.
-func (p *Proxy) bodyError(w http.ResponseWriter, r *http.Request, err error) {
-	var tooBig *http.MaxBytesError
-	switch {
-	case r.Context().Err() != nil:
-		logging.SetStatus(r.Context(), 499)
-	case errors.As(err, &tooBig):
-		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
-	default:
-		writeError(w, http.StatusBadRequest, "could not read request body")
-	}
-}
-
-// writeError writes a small JSON error (msg is a fixed text, never an internal error).
-func writeError(w http.ResponseWriter, code int, msg string) int {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	_, _ = w.Write([]byte(`{"error":"` + msg + `"}` + "\n"))
-	return code
 }

@@ -1,10 +1,11 @@
-package balancer
+package balancer_test
 
 import (
 	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
+	. "outrigger/internal/balancer"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,7 +17,7 @@ func TestDeadBackendRetried(t *testing.T) {
 		live := newBackend(t, "live", nil)
 		for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPatch} {
 			t.Run(method, func(t *testing.T) {
-				r := newRig(t, front, defaultConfig(), PolicyRoundRobin, deadURL(t), live.URL)
+				r := newRig(t, front, defaultConfig(), PolicyRoundRobin, DeadURL(t), live.URL)
 				code, body := r.do(t, method, "/", strings.NewReader("payload"))
 				if code != 200 || body != "live" {
 					t.Fatalf("got %d %q, want 200 from live", code, body)
@@ -25,7 +26,7 @@ func TestDeadBackendRetried(t *testing.T) {
 				if len(lines) != 1 || lines[0]["attempts"] != float64(2) || lines[0]["backend"] != "b1" {
 					t.Errorf("log %v, want attempts 2 ending on b1", lines)
 				}
-				if got := counter(t, r.reg, "lb_retries_total", map[string]string{"reason": "dial"}); got != 1 {
+				if got := Counter(t, r.reg, "lb_retries_total", map[string]string{"reason": "dial"}); got != 1 {
 					t.Errorf("lb_retries_total{dial} = %v, want 1", got)
 				}
 				if failed, _ := r.obs.counts("b0"); failed != 1 {
@@ -48,11 +49,11 @@ func TestPostBodyReplayed(t *testing.T) {
 				b, _ := io.ReadAll(r.Body)
 				got <- b
 			})
-			r := newRig(t, front, defaultConfig(), PolicyRoundRobin, deadURL(t), live.URL)
+			r := newRig(t, front, defaultConfig(), PolicyRoundRobin, DeadURL(t), live.URL)
 			payload := bytes.Repeat([]byte("x"), size)
 			// An unknown length (chunked) body as well as a known one.
 			for _, body := range []io.Reader{bytes.NewReader(payload), io.MultiReader(bytes.NewReader(payload))} {
-				r.proxy.policy.Store(&policyBox{&RoundRobin{}}) // start at the dead one
+				r.proxy.SetPolicy(&RoundRobin{}) // start at the dead one
 				code, _ := r.do(t, http.MethodPost, "/upload", body)
 				if code != 200 {
 					t.Fatalf("size %d: status %d, want 200", size, code)
@@ -132,11 +133,11 @@ func TestFrozenBackend(t *testing.T) {
 		if took := time.Since(start); took > 2*time.Second {
 			t.Errorf("GET took %v, want about per_try_timeout", took)
 		}
-		if got := counter(t, r.reg, "lb_retries_total", map[string]string{"reason": "timeout"}); got != 1 {
+		if got := Counter(t, r.reg, "lb_retries_total", map[string]string{"reason": "timeout"}); got != 1 {
 			t.Errorf("lb_retries_total{timeout} = %v, want 1", got)
 		}
 
-		r.proxy.policy.Store(&policyBox{&RoundRobin{}})
+		r.proxy.SetPolicy(&RoundRobin{})
 		code, body = r.do(t, http.MethodPost, "/", strings.NewReader("x"))
 		if code != http.StatusGatewayTimeout || !strings.Contains(body, `"error"`) {
 			t.Errorf("POST to frozen: got %d %q, want 504 JSON", code, body)
@@ -152,22 +153,23 @@ func TestRetryBudgetExhausted(t *testing.T) {
 		dying := newBackend(t, "dying", dyingHandler)
 		live := newBackend(t, "live", nil)
 		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, dying.URL, live.URL)
-		clk := &fakeClock{t: time.Unix(3_000_000, 0)}
-		r.proxy.budget = newRetryBudget(clk.now)
-		for r.proxy.budget.allow(0.2) { // spend the budget
+		var clk atomic.Int64 // seconds
+		clk.Store(3_000_000)
+		r.proxy.SetRetryBudgetClock(func() time.Time { return time.Unix(clk.Load(), 0) })
+		for r.proxy.SpendRetryBudget(0.2) { // spend the budget
 		}
 		code, _ := r.do(t, http.MethodGet, "/", nil)
 		if code != http.StatusBadGateway {
 			t.Errorf("got %d, want 502 (no retry left in the budget)", code)
 		}
-		if got := counter(t, r.reg, "lb_retry_budget_exhausted_total", nil); got != 1 {
+		if got := Counter(t, r.reg, "lb_retry_budget_exhausted_total", nil); got != 1 {
 			t.Errorf("lb_retry_budget_exhausted_total = %v, want 1", got)
 		}
 		if live.hits.Load() != 0 {
 			t.Error("retried beyond the budget")
 		}
-		clk.t = clk.t.Add(11 * time.Second)
-		r.proxy.policy.Store(&policyBox{&RoundRobin{}})
+		clk.Add(11)
+		r.proxy.SetPolicy(&RoundRobin{})
 		if code, _ := r.do(t, http.MethodGet, "/", nil); code != 200 {
 			t.Errorf("after the window: got %d, want 200", code)
 		}
@@ -176,7 +178,7 @@ func TestRetryBudgetExhausted(t *testing.T) {
 
 func TestMaxRetries(t *testing.T) {
 	forEachFront(t, func(t *testing.T, front frontKind) {
-		urls := []string{deadURL(t), deadURL(t), deadURL(t), deadURL(t)}
+		urls := []string{DeadURL(t), DeadURL(t), DeadURL(t), DeadURL(t)}
 		cfg := defaultConfig()
 		cfg.MaxRetries = 2
 		r := newRig(t, front, cfg, PolicyRoundRobin, urls...)

@@ -1,4 +1,4 @@
-package balancer
+package balancer_test
 
 import (
 	"bufio"
@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	. "outrigger/internal/balancer"
 	"strings"
 	"sync"
 	"testing"
@@ -62,10 +63,10 @@ func TestProxyHeaders(t *testing.T) {
 		if len(lines) != 1 || lines[0]["backend"] != "b0" || lines[0]["attempts"] != float64(1) {
 			t.Errorf("request log %v, want backend b0, attempts 1", lines)
 		}
-		if got := counter(t, r.reg, "lb_requests_total", map[string]string{"backend": "b0", "code": "200"}); got != 1 {
+		if got := Counter(t, r.reg, "lb_requests_total", map[string]string{"backend": "b0", "code": "200"}); got != 1 {
 			t.Errorf("lb_requests_total{b0,200} = %v, want 1", got)
 		}
-		if got := counter(t, r.reg, "lb_request_duration_seconds", map[string]string{"backend": "b0"}); got != 1 {
+		if got := Counter(t, r.reg, "lb_request_duration_seconds", map[string]string{"backend": "b0"}); got != 1 {
 			t.Errorf("lb_request_duration_seconds{b0} count = %v, want 1", got)
 		}
 	})
@@ -184,7 +185,7 @@ func TestNoBackend(t *testing.T) {
 		if code != http.StatusServiceUnavailable || body != `{"error":"no backend available"}`+"\n" {
 			t.Errorf("got %d %q, want 503 JSON", code, body)
 		}
-		if got := counter(t, r.reg, "lb_requests_total", map[string]string{"backend": "none", "code": "503"}); got != 1 {
+		if got := Counter(t, r.reg, "lb_requests_total", map[string]string{"backend": "none", "code": "503"}); got != 1 {
 			t.Errorf("lb_requests_total{none,503} = %v, want 1", got)
 		}
 	})
@@ -193,14 +194,14 @@ func TestNoBackend(t *testing.T) {
 func TestAllBackendsDownFailsOpen(t *testing.T) {
 	forEachFront(t, func(t *testing.T, front frontKind) {
 		a := newBackend(t, "a", nil)
-		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, deadURL(t), a.URL)
+		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, DeadURL(t), a.URL)
 		r.pool.SetHealthy("b0", false)
 		r.pool.SetHealthy("b1", false)
 		code, body := r.do(t, http.MethodGet, "/", nil)
 		if code != 200 || body != "a" {
 			t.Fatalf("got %d %q, want 200 from an active (unhealthy) backend", code, body)
 		}
-		if got := counter(t, r.reg, "lb_fail_open_total", nil); got < 1 {
+		if got := Counter(t, r.reg, "lb_fail_open_total", nil); got < 1 {
 			t.Errorf("lb_fail_open_total = %v, want >= 1", got)
 		}
 		// Draining backends are not failed open to.
@@ -336,8 +337,8 @@ func TestBrokenResponseNotRetried(t *testing.T) {
 		if other.hits.Load() != 0 {
 			t.Error("a response that had started was retried")
 		}
-		waitFor(t, 5*time.Second, "broken counter", func() bool {
-			return counter(t, r.reg, "lb_responses_broken_total", map[string]string{"backend": "b0"}) == 1
+		WaitFor(t, 5*time.Second, "broken counter", func() bool {
+			return Counter(t, r.reg, "lb_responses_broken_total", map[string]string{"backend": "b0"}) == 1
 		})
 		if st, _ := r.pool.Get("b0"); st.InFlight != 0 || st.Failures != 1 {
 			t.Errorf("in flight %d failures %d after a broken response, want 0 and 1", st.InFlight, st.Failures)
@@ -401,7 +402,7 @@ func TestWebSocketUpgrade(t *testing.T) {
 			_, _ = io.Copy(c, brw) // echo
 		})
 		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, be.URL)
-		conn, err := net.Dial("tcp", r.front.Listener.Addr().String())
+		conn, err := net.Dial("tcp", r.front.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -427,7 +428,7 @@ func TestWebSocketUpgrade(t *testing.T) {
 		if _, err := br.ReadString('\n'); err == nil {
 			t.Error("connection still open after CloseUpgraded")
 		}
-		waitFor(t, 5*time.Second, "upgraded back to 0", func() bool {
+		WaitFor(t, 5*time.Second, "upgraded back to 0", func() bool {
 			st, _ := r.pool.Get("b0")
 			return st.Upgraded == 0
 		})
@@ -459,7 +460,7 @@ func TestDrainIsExact(t *testing.T) {
 				}
 			})
 		}
-		waitFor(t, 5*time.Second, "load on a", func() bool { return a.hits.Load() > 20 })
+		WaitFor(t, 5*time.Second, "load on a", func() bool { return a.hits.Load() > 20 })
 		if _, err := r.pool.Drain("b0"); err != nil {
 			t.Fatal(err)
 		}
@@ -467,7 +468,7 @@ func TestDrainIsExact(t *testing.T) {
 			t.Fatal(err)
 		}
 		after := a.hits.Load()
-		waitFor(t, 10*time.Second, "more load on b", func() bool { return b.hits.Load() > 200 })
+		WaitFor(t, 10*time.Second, "more load on b", func() bool { return b.hits.Load() > 200 })
 		cancel()
 		wg.Wait()
 		if got := a.hits.Load(); got != after {
@@ -483,7 +484,7 @@ func TestDrainIsExact(t *testing.T) {
 func TestSetConfigAndPolicyAtRuntime(t *testing.T) {
 	forEachFront(t, func(t *testing.T, front frontKind) {
 		a := newBackend(t, "a", nil)
-		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, deadURL(t), a.URL)
+		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, DeadURL(t), a.URL)
 		cfg := defaultConfig()
 		cfg.MaxRetries = 0
 		r.proxy.SetConfig(cfg)
@@ -526,7 +527,7 @@ func TestInFlightUntilBodyCopied(t *testing.T) {
 		if rest, _ := io.ReadAll(br); string(rest) != "second\n" {
 			t.Fatalf("rest %q", rest)
 		}
-		waitFor(t, 5*time.Second, "in flight 0", func() bool {
+		WaitFor(t, 5*time.Second, "in flight 0", func() bool {
 			st, _ := r.pool.Get("b0")
 			return st.InFlight == 0
 		})

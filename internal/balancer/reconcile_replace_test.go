@@ -1,9 +1,10 @@
-package balancer
+package balancer_test
 
 import (
 	"context"
 	"errors"
 	"net/http"
+	. "outrigger/internal/balancer"
 	"sync"
 	"testing"
 	"time"
@@ -29,10 +30,10 @@ func TestReconcileURLChangeKeepsSeriesOfTheName(t *testing.T) {
 			t.Fatalf("after reload: got %d, want 200", code)
 		}
 		labels := map[string]string{"backend": "b0", "code": "200"}
-		if got := counter(t, r.reg, "lb_requests_total", labels); got != 2 {
+		if got := Counter(t, r.reg, "lb_requests_total", labels); got != 2 {
 			t.Errorf("lb_requests_total{backend=b0,code=200}: got %v, want 2", got)
 		}
-		if got := counter(t, r.reg, "lb_request_duration_seconds", map[string]string{"backend": "b0"}); got != 2 {
+		if got := Counter(t, r.reg, "lb_request_duration_seconds", map[string]string{"backend": "b0"}); got != 2 {
 			t.Errorf("lb_request_duration_seconds{backend=b0} samples: got %v, want 2", got)
 		}
 	})
@@ -70,10 +71,10 @@ func TestRemoveWaitsForABackendAReloadPutUnderTheName(t *testing.T) {
 			return st.InFlight
 		}
 		go get()
-		waitFor(t, 5*time.Second, "the first request in flight on a", func() bool { return inFlight() == 1 })
+		WaitFor(t, 5*time.Second, "the first request in flight on a", func() bool { return inFlight() == 1 })
 		removed := make(chan error, 1)
 		go func() { removed <- r.pool.Remove(context.Background(), "b0") }()
-		waitFor(t, 5*time.Second, "b0 draining", func() bool {
+		WaitFor(t, 5*time.Second, "b0 draining", func() bool {
 			st, err := r.pool.Get("b0")
 			return err == nil && st.State == StateDraining
 		})
@@ -82,14 +83,14 @@ func TestRemoveWaitsForABackendAReloadPutUnderTheName(t *testing.T) {
 		}
 		r.pool.SetHealthy("b0", true)
 		go get()
-		waitFor(t, 5*time.Second, "the second request in flight on b", func() bool { return inFlight() == 1 })
+		WaitFor(t, 5*time.Second, "the second request in flight on b", func() bool { return inFlight() == 1 })
 		openA()
 		if code := <-codes; code != http.StatusOK {
 			t.Fatalf("first request: got %d, want 200", code)
 		}
 		var st Status
 		var err error
-		waitFor(t, 5*time.Second, "Remove to act on the successor", func() bool {
+		WaitFor(t, 5*time.Second, "Remove to act on the successor", func() bool {
 			st, err = r.pool.Get("b0")
 			return err != nil || st.State == StateDraining
 		})

@@ -1,9 +1,10 @@
-package balancer
+package balancer_test
 
 import (
 	"context"
 	"io"
 	"net/http"
+	. "outrigger/internal/balancer"
 	"sync"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func openOnce(t *testing.T, ch chan struct{}) func() {
 func assertNoSeries(t *testing.T, r *rig, name string) {
 	t.Helper()
 	for _, m := range []string{"lb_requests_total", "lb_request_duration_seconds", "lb_responses_broken_total"} {
-		if findMetric(t, r.reg, m, map[string]string{"backend": name}) != nil {
+		if FindMetric(t, r.reg, m, map[string]string{"backend": name}) != nil {
 			t.Errorf("removed backend %s still has a %s series", name, m)
 		}
 	}
@@ -112,37 +113,6 @@ func TestRemovedBackendFailureNotObserved(t *testing.T) {
 	})
 }
 
-// A request whose removed check passed just before the removal writes its series after the
-// removal deleted them; when it ends it deletes them again, and tells the observer to forget.
-func TestSeriesWrittenDuringRemovalDeletedAtEnd(t *testing.T) {
-	forEachFront(t, func(t *testing.T, front frontKind) {
-		be := newBackend(t, "a", nil)
-		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, be.URL)
-		cfg := r.proxy.cfg.Load()
-		var st tries
-		st.reset()
-		b, _ := r.proxy.pick(&st, cfg, r.proxy.policy.Load().Policy, false)
-		if b == nil {
-			t.Fatal("no backend picked")
-		}
-		b.release()
-		removeNow(t, r, "b0")
-		// What a request does after its (passed) removed check, racing with the removal:
-		r.pool.m.requests.WithLabelValues("b0", "200").Inc()
-		r.pool.m.duration.WithLabelValues("b0").Observe(0.001)
-		r.pool.m.broken.WithLabelValues("b0").Inc()
-		r.obs.Observe("b0", true)
-		if findMetric(t, r.reg, "lb_requests_total", map[string]string{"backend": "b0"}) == nil {
-			t.Fatal("test setup: the racing write did not create a series")
-		}
-		r.proxy.finish(&st)
-		assertNoSeries(t, r, "b0")
-		if failed, _ := r.obs.counts("b0"); failed != 0 || r.obs.forgotten("b0") != 1 {
-			t.Errorf("observer: %d failures, forgotten %d times; want 0 and 1", failed, r.obs.forgotten("b0"))
-		}
-	})
-}
-
 // Requests racing with Remove leave no series of the removed backend behind.
 func TestRemoveUnderLoadLeavesNoSeries(t *testing.T) {
 	forEachFront(t, func(t *testing.T, front frontKind) {
@@ -169,9 +139,9 @@ func TestRemoveUnderLoadLeavesNoSeries(t *testing.T) {
 				}
 			}()
 		}
-		waitFor(t, 5*time.Second, "traffic on b0", func() bool { return a.hits.Load() > 20 })
+		WaitFor(t, 5*time.Second, "traffic on b0", func() bool { return a.hits.Load() > 20 })
 		removeNow(t, r, "b0")
-		waitFor(t, 5*time.Second, "traffic after the removal", func() bool { return b.hits.Load() > a.hits.Load()+20 })
+		WaitFor(t, 5*time.Second, "traffic after the removal", func() bool { return b.hits.Load() > a.hits.Load()+20 })
 		close(stop)
 		wg.Wait()
 		assertNoSeries(t, r, "b0")

@@ -1,21 +1,21 @@
-package balancer
+package balancer_test
 
 import (
 	"bufio"
 	"io"
 	"net"
 	"net/http"
+	. "outrigger/internal/balancer"
 	"testing"
 	"time"
 )
 
 // A backend that switches to another protocol than the client asked for gets its connection
-// closed: ReverseProxy reports the mismatch without closing the 101 response's body, which for
-// http.Transport is the raw backend connection (no pool, no idle timeout: it would leak).
+// closed (it is in no pool, with no idle timeout: it would leak), and the attempt fails.
 func TestUpgradeMismatchClosesBackendConnection(t *testing.T) {
 	forEachFront(t, func(t *testing.T, front frontKind) {
 		closed := make(chan struct{}, 4)
-		rb := newRawBackend(t, func(_ *rawBackend, c net.Conn, br *bufio.Reader) {
+		addr := RawBackend(t, func(c net.Conn, br *bufio.Reader) {
 			defer c.Close()
 			if _, err := http.ReadRequest(br); err != nil {
 				return
@@ -24,8 +24,8 @@ func TestUpgradeMismatchClosesBackendConnection(t *testing.T) {
 			_, _ = io.Copy(io.Discard, br) // until lb closes its side
 			closed <- struct{}{}
 		})
-		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, "http://"+rb.addr)
-		conn, err := net.Dial("tcp", r.front.Listener.Addr().String())
+		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, "http://"+addr)
+		conn, err := net.Dial("tcp", r.front.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,7 +15,12 @@ func TestZeroAllocs(t *testing.T) {
 	if len(r.Fields) != 8 {
 		t.Fatalf("got %d fields, want 8", len(r.Fields))
 	}
-	line := []byte("Content-Length: 12")
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nDate: Mon, 02 Jan 2006 15:04:05 GMT\r\n\r\n")
+	var rs Response
+	if err := ParseResponse(resp, &rs); err != nil {
+		t.Fatal(err)
+	}
+	chunked := []byte("1f4;x=y\r\n")
 	dst := make([]byte, 0, 256)
 	var d DateCache
 	now := time.Now()
@@ -25,11 +30,14 @@ func TestZeroAllocs(t *testing.T) {
 	}{
 		{"ParseRequest", func() { _ = ParseRequest(head, &r) }},
 		{"Classify", func() { _ = Classify([]byte("x-forwarded-for")) }},
-		{"AppendStatusLine", func() { dst = AppendStatusLine(dst[:0], 200) }},
-		{"AppendStatusLine 499", func() { dst = AppendStatusLine(dst[:0], 499) }},
+		{"AppendStatusLine", func() { dst = AppendStatusLine(dst[:0], 1, 200) }},
+		{"AppendStatusLine 499", func() { dst = AppendStatusLine(dst[:0], 1, 499) }},
 		{"DateCache.Append", func() { dst = d.Append(dst[:0], now) }},
-		{"ParseField", func() { _, _, _ = ParseField(line) }},
-		{"ParseChunkSize", func() { _, _ = ParseChunkSize([]byte("1f4;x=y")) }},
+		{"ParseResponse", func() { _ = ParseResponse(resp, &rs) }},
+		{"Chunked.Next", func() {
+			var c Chunked
+			_, _, _ = c.Next(chunked)
+		}},
 		{"HasToken", func() { _ = HasToken([]byte("keep-alive, close"), "close") }},
 	}
 	for _, tc := range tests {

@@ -23,12 +23,13 @@ const (
 var (
 	// tcharSet is RFC 9110's tchar, the bytes of a token (method, field name).
 	tcharSet = newByteSet(alpha, digit, "!#$%&'*+-.^_`|~")
-	// pathSet is the bytes a target's path may hold besides a valid %XX escape: each is
-	// kept as is by url.URL.EscapedPath.
-	pathSet = newByteSet(alpha, digit, "-._~!$&'()*+,;=:@/[]")
-	// querySet is the bytes a query may hold besides a valid %XX escape. It has no ';', as
-	// httputil.ReverseProxy re-encodes a query holding one.
-	querySet = newByteSet(alpha, digit, "-._~!$&'()*+,=:@/[]?")
+	// pathSet is the bytes a target's path may hold besides a valid %XX escape: VCHAR but
+	// '#' (a fragment is never sent), '%' (escapes only) and '?' (the query's start). It
+	// takes what net/http's server takes in a path, byte for byte, so that the path lb
+	// forwards verbatim is the path the backend reads.
+	pathSet = newVCharSet("#%?")
+	// querySet is the bytes a query may hold besides a valid %XX escape: VCHAR but '#' and '%'.
+	querySet = newVCharSet("#%")
 	// hostSet is the bytes a Host value may hold: RFC 3986's unreserved and sub-delims, and
 	// ':', '[' and ']' for ports and IP literals. It is a subset of what net/http's server
 	// accepts (httpguts.ValidHostHeader), without its '%'.
@@ -36,6 +37,18 @@ var (
 	// valueSet is the bytes of a field value: HTAB, SP, VCHAR and obs-text.
 	valueSet = newValueSet()
 )
+
+// newVCharSet returns the set of VCHAR bytes (0x21-0x7E) except those in but.
+func newVCharSet(but string) *byteSet {
+	var s byteSet
+	for c := byte(0x21); c <= 0x7e; c++ {
+		s[c] = true
+	}
+	for i := 0; i < len(but); i++ {
+		s[but[i]] = false
+	}
+	return &s
+}
 
 // newValueSet returns the set of field value bytes: HTAB, SP, 0x21-0x7E and 0x80-0xFF.
 func newValueSet() *byteSet {

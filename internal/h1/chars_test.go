@@ -49,8 +49,8 @@ func TestByteSets(t *testing.T) {
 			want bool
 		}{
 			{"tchar", tcharSet[c], isAlnum(c) || in(c, "!#$%&'*+-.^_`|~")},
-			{"path", pathSet[c], isAlnum(c) || in(c, "-._~!$&'()*+,;=:@/[]")},
-			{"query", querySet[c], isAlnum(c) || in(c, "-._~!$&'()*+,=:@/[]?")},
+			{"path", pathSet[c], 0x21 <= c && c <= 0x7e && !in(c, "#%?")},
+			{"query", querySet[c], 0x21 <= c && c <= 0x7e && !in(c, "#%")},
 			{"host", hostSet[c], isAlnum(c) || in(c, "-._~!$&'()*+,;=:[]")},
 			{"value", valueSet[c], c == '\t' || c == ' ' || 0x21 <= c && c <= 0x7e || c >= 0x80},
 		}

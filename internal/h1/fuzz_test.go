@@ -66,14 +66,14 @@ func FuzzParseRequest(f *testing.F) {
 	for _, tc := range acceptedTests {
 		f.Add([]byte(tc.head))
 	}
-	for _, tc := range unsupportedTests {
+	for _, tc := range refusedTests {
 		f.Add([]byte(tc.head))
 	}
 	hs := newHeadServer(f)
 	f.Fuzz(func(t *testing.T, buf []byte) {
 		var r Request
 		err := ParseRequest(buf, &r)
-		var u *Unsupported
+		var e *Error
 		switch {
 		case err == ErrIncomplete:
 			// Every line so far was valid, so no empty line and no bare LF were seen.
@@ -84,9 +84,9 @@ func FuzzParseRequest(f *testing.F) {
 				t.Fatalf("ParseRequest(%q): ErrIncomplete, but it holds a bare LF", buf)
 			}
 			return
-		case errors.As(err, &u):
-			if u.Reason == "" {
-				t.Fatalf("ParseRequest(%q): empty reason", buf)
+		case errors.As(err, &e):
+			if e.Reason == "" || e.Status != 400 && e.Status != 417 {
+				t.Fatalf("ParseRequest(%q): reason %q, status %d", buf, e.Reason, e.Status)
 			}
 			return
 		case err != nil:

@@ -1,63 +1,76 @@
-// Package h1 holds strict, allocation-free HTTP/1.1 syntax helpers over byte slices for
-// lb's fast forwarding path.
+// Package h1 is lb's one HTTP/1 parser: request heads, response heads, chunked bodies and
+// the field rules, over byte slices and without allocating.
 //
-// The fast path forwards only requests whose head it fully understands. ParseRequest
-// accepts a strict subset of HTTP/1.1 (origin-form targets that net/url and
-// httputil.ReverseProxy would send on byte for byte, CR LF line endings, one valid Host,
-// at most one plain Content-Length, no Transfer-Encoding, Upgrade, Expect, TE or Trailer,
-// Connection limited to close and keep-alive) and returns *Unsupported for every other
-// head, valid or not. The caller then hands the connection, bytes intact, to net/http,
-// which accepts or rejects it. ParseRequest must therefore never accept a head that
-// net/http would reject or read differently: a request the two paths frame differently is
-// a request-smuggling bug, while a head refused here only costs speed. Its tests check
-// this against http.ReadRequest and a real http.Server.
+// Every HTTP/1 byte lb takes from a client or a backend is framed here, whichever internal
+// path serves it (lb's own connection loop, the gate in front of net/http, the backend
+// client), so that one set of rules decides where a request or a response begins and ends.
+// The rules are DESIGN.md's "Protocol hygiene": a request head with both Content-Length and
+// Transfer-Encoding, differing, empty or non-digit Content-Length values, a
+// Transfer-Encoding other than exactly "chunked" in HTTP/1.1 or any in HTTP/1.0, an obsolete
+// line folding, a space before a colon, a CR, LF or NUL inside a line is refused with an
+// *Error (400), as is every other head that is not well-formed HTTP/1.0 or HTTP/1.1 (bare LF
+// line ends included). What is accepted is accepted exactly as net/http reads it: the tests
+// check ParseRequest against http.ReadRequest and a real http.Server, and ParseResponse
+// against http.ReadResponse. A head that is refused costs a client an answer of 400; a head
+// read differently by two parsers would be a request-smuggling hole.
 //
-// The response side (ParseStatusLine, ParseField, ParseContentLength, ParseChunkSize)
-// reads our own backends' responses line by line; AppendStatusLine and DateCache write
-// what net/http's server would write.
+// Limits that depend on the configuration (max_header_bytes) are the caller's: ParseRequest
+// and ParseResponse parse whatever complete head they are given.
 package h1
 
-import "errors"
+import (
+	"errors"
+	"net/http"
+)
 
-// ErrIncomplete means buf does not yet hold a whole request head (no empty line found).
+// ErrIncomplete means the buffer does not hold a whole head yet, and nothing seen so far is
+// refused.
 var ErrIncomplete = errors.New("h1: incomplete head")
 
-// Unsupported is a request head the fast path leaves to net/http: valid HTTP it does not
-// handle, or invalid HTTP.
-type Unsupported struct {
-	// Reason is a short fixed text, such as "transfer-encoding", "http/1.0" or "obs-fold".
+// Error is a message refused by the rules, with the status a client is answered with.
+type Error struct {
+	// Status is 400 (a malformed or forbidden request), or 417 (an expectation other than
+	// 100-continue).
+	Status int
+	// Reason is a short fixed token for the log, such as "obs-fold" or
+	// "content-length-with-transfer-encoding".
 	Reason string
 }
 
-// Error returns "h1: unsupported request: " followed by the reason.
-func (e *Unsupported) Error() string { return "h1: unsupported request: " + e.Reason }
+// Error returns "h1: " followed by the reason.
+func (e *Error) Error() string { return "h1: " + e.Reason }
 
-// unsupported returns an *Unsupported with reason.
-func unsupported(reason string) error { return &Unsupported{Reason: reason} }
+// refuse returns an *Error with status 400 and reason.
+func refuse(reason string) error { return &Error{Status: http.StatusBadRequest, Reason: reason} }
 
-// The reasons ParseRequest gives.
+// The reasons of the errors ParseRequest and ParseResponse return. Each is a fixed string, so
+// an error allocates nothing but itself.
 const (
-	reasonRequestLine      = "bad request line"
-	reasonMethod           = "bad method"
+	reasonRequestLine      = "bad-request-line"
+	reasonMethod           = "bad-method"
 	reasonConnect          = "connect"
 	reasonPRI              = "pri"
-	reasonTarget           = "bad target"
-	reasonHTTP10           = "http/1.0"
-	reasonVersion          = "bad version"
-	reasonBareLF           = "bare lf"
-	reasonBareCR           = "bare cr"
+	reasonTarget           = "bad-target"
+	reasonVersion          = "bad-version"
+	reasonStatusLine       = "bad-status-line"
+	reasonBareLF           = "bare-lf"
+	reasonBareCR           = "bare-cr"
 	reasonObsFold          = "obs-fold"
-	reasonFieldName        = "bad field name"
-	reasonFieldValue       = "bad field value"
-	reasonNoHost           = "no host"
-	reasonDupHost          = "duplicate host"
-	reasonHost             = "bad host"
-	reasonDupLength        = "duplicate content-length"
-	reasonLength           = "bad content-length"
-	reasonTransferEncoding = "transfer-encoding"
-	reasonUpgrade          = "upgrade"
-	reasonExpect           = "expect"
-	reasonTE               = "te"
-	reasonTrailer          = "trailer"
-	reasonConnectionOpt    = "connection option"
+	reasonFieldName        = "bad-field-name"
+	reasonFieldValue       = "bad-field-value"
+	reasonNoHost           = "no-host"
+	reasonDupHost          = "duplicate-host"
+	reasonHost             = "bad-host"
+	reasonLength           = "bad-content-length"
+	reasonDifferingLength  = "differing-content-length"
+	reasonLengthWithTE     = "content-length-with-transfer-encoding"
+	reasonTransferEncoding = "transfer-encoding-other-than-chunked"
+	reasonTEInHTTP10       = "transfer-encoding-in-http1.0"
+	reasonDupUpgrade       = "duplicate-upgrade"
+	reasonExpectation      = "expectation-other-than-100-continue"
+	reasonChunkSize        = "bad-chunk-size"
+	reasonChunkEnd         = "bad-chunk-end"
+	reasonChunkLine        = "chunk-line-too-long"
+	reasonTrailer          = "bad-trailer"
+	reasonTrailerTooLarge  = "trailer-too-large"
 )

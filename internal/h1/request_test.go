@@ -2,6 +2,7 @@ package h1
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -15,8 +16,13 @@ type wantField struct {
 // wantRequest is what a test expects ParseRequest to return; query "<nil>" means no '?'.
 type wantRequest struct {
 	method, target, path, query, host string
+	origin                            string // "" : the target
+	minor                             int    // 0: HTTP/1.1 (1); use http10 for HTTP/1.0
+	http10                            bool
 	contentLength                     int64
-	hasContentLength, close           bool
+	hasContentLength, close, chunked  bool
+	upgrade                           string
+	expectContinue, connectionNames   bool
 	fields                            []wantField
 	headLen                           int // 0: the whole head
 }
@@ -183,6 +189,90 @@ var acceptedTests = []struct {
 			}},
 	},
 	{
+		name: "http/1.0 without host, closing",
+		head: "GET /old HTTP/1.0\r\nUser-Agent: x\r\n\r\n",
+		want: wantRequest{method: "GET", target: "/old", path: "/old", query: noQuery, http10: true, close: true,
+			fields: []wantField{{"User-Agent", "x", KindOther}}},
+	},
+	{
+		name: "http/1.0 keep-alive with a body",
+		head: "POST /old HTTP/1.0\r\nHost: h\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\nab",
+		want: wantRequest{method: "POST", target: "/old", path: "/old", query: noQuery, host: "h", http10: true,
+			contentLength: 2, hasContentLength: true,
+			fields:  []wantField{{"Host", "h", KindHost}, {"Connection", "Keep-Alive", KindConnection}, {"Content-Length", "2", KindContentLength}},
+			headLen: len("POST /old HTTP/1.0\r\nHost: h\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\n")},
+	},
+	{
+		name: "http/1.0 ignores upgrade and expect",
+		head: "POST / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+		want: wantRequest{method: "POST", target: "/", path: "/", query: noQuery, http10: true, close: true, hasContentLength: true,
+			fields: []wantField{{"Connection", "upgrade", KindConnection}, {"Upgrade", "websocket", KindUpgrade},
+				{"Expect", "100-continue", KindExpect}, {"Content-Length", "0", KindContentLength}}},
+	},
+	{
+		name: "chunked",
+		head: "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked \r\n\r\n",
+		want: wantRequest{method: "POST", target: "/up", path: "/up", query: noQuery, host: "h", chunked: true,
+			fields: []wantField{{"Host", "h", KindHost}, {"Transfer-Encoding", "Chunked", KindTransferEncoding}}},
+	},
+	{
+		name: "same content-length twice",
+		head: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n",
+		want: wantRequest{method: "POST", target: "/", path: "/", query: noQuery, host: "h", contentLength: 3, hasContentLength: true,
+			fields: []wantField{{"Host", "h", KindHost}, {"Content-Length", "3", KindContentLength}, {"content-length", "3", KindContentLength}}},
+	},
+	{
+		name: "websocket upgrade",
+		head: "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n",
+		want: wantRequest{method: "GET", target: "/ws", path: "/ws", query: noQuery, host: "h", upgrade: "websocket",
+			fields: []wantField{{"Host", "h", KindHost}, {"Connection", "keep-alive, Upgrade", KindConnection},
+				{"Upgrade", "websocket", KindUpgrade}, {"Sec-WebSocket-Version", "13", KindOther}}},
+	},
+	{
+		name: "upgrade field without the connection token",
+		head: "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\n\r\n",
+		want: wantRequest{method: "GET", target: "/", path: "/", query: noQuery, host: "h",
+			fields: []wantField{{"Host", "h", KindHost}, {"Upgrade", "h2c", KindUpgrade}}},
+	},
+	{
+		name: "expect 100-continue, te, trailer and a connection-named field",
+		head: "PUT /f HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 5\r\nTE: trailers\r\nTrailer: X-Sum\r\nConnection: X-Hop\r\nX-Hop: 1\r\n\r\n",
+		want: wantRequest{method: "PUT", target: "/f", path: "/f", query: noQuery, host: "h", contentLength: 5, hasContentLength: true,
+			expectContinue: true, connectionNames: true,
+			fields: []wantField{{"Host", "h", KindHost}, {"Expect", "100-Continue", KindExpect}, {"Content-Length", "5", KindContentLength},
+				{"TE", "trailers", KindTE}, {"Trailer", "X-Sum", KindTrailer}, {"Connection", "X-Hop", KindConnection}, {"X-Hop", "1", KindOther}}},
+	},
+	{
+		name: "expect 100-continue without a body",
+		head: "GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
+		want: wantRequest{method: "GET", target: "/", path: "/", query: noQuery, host: "h",
+			fields: []wantField{{"Host", "h", KindHost}, {"Expect", "100-continue", KindExpect}}},
+	},
+	{
+		name: "absolute-form",
+		head: "GET HTTP://Example.COM:80/a/b?c HTTP/1.1\r\nHost: other\r\n\r\n",
+		want: wantRequest{method: "GET", target: "HTTP://Example.COM:80/a/b?c", origin: "/a/b?c", path: "/a/b", query: "c",
+			host: "Example.COM:80", fields: []wantField{{"Host", "other", KindHost}}},
+	},
+	{
+		name: "absolute-form without a path",
+		head: "GET https://h?q HTTP/1.1\r\nHost: h\r\n\r\n",
+		want: wantRequest{method: "GET", target: "https://h?q", origin: "?q", path: "", query: "q", host: "h",
+			fields: []wantField{{"Host", "h", KindHost}}},
+	},
+	{
+		name: "asterisk-form",
+		head: "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+		want: wantRequest{method: "OPTIONS", target: "*", path: "*", query: noQuery, host: "h",
+			fields: []wantField{{"Host", "h", KindHost}}},
+	},
+	{
+		name: "target bytes net/http takes",
+		head: "GET /a\"b<c>{d}|e^f`g\\h?i;j=k&l=\"m\" HTTP/1.1\r\nHost: h\r\n\r\n",
+		want: wantRequest{method: "GET", target: "/a\"b<c>{d}|e^f`g\\h?i;j=k&l=\"m\"", path: "/a\"b<c>{d}|e^f`g\\h",
+			query: "i;j=k&l=\"m\"", host: "h", fields: []wantField{{"Host", "h", KindHost}}},
+	},
+	{
 		name: "host with sub-delims",
 		head: "GET / HTTP/1.1\r\nHost: a-b_c~d.e!$&'()*+,;=:80\r\n\r\n",
 		want: wantRequest{method: "GET", target: "/", path: "/", query: noQuery, host: "a-b_c~d.e!$&'()*+,;=:80",
@@ -229,8 +319,30 @@ func checkRequest(t *testing.T, head string, r *Request, want wantRequest) {
 		t.Errorf("ContentLength, HasContentLength: got %d, %t, want %d, %t",
 			r.ContentLength, r.HasContentLength, want.contentLength, want.hasContentLength)
 	}
-	if r.Close != want.close {
-		t.Errorf("Close: got %t, want %t", r.Close, want.close)
+	origin := want.origin
+	if origin == "" {
+		origin = want.target
+	}
+	minor := 1
+	if want.http10 {
+		minor = 0
+	}
+	bools := []struct {
+		what      string
+		got, want any
+	}{
+		{"Close", r.Close, want.close},
+		{"Chunked", r.Chunked, want.chunked},
+		{"Upgrade", string(r.Upgrade), want.upgrade},
+		{"ExpectContinue", r.ExpectContinue, want.expectContinue},
+		{"ConnectionNames", r.ConnectionNames, want.connectionNames},
+		{"Origin", string(r.Origin), origin},
+		{"Minor", r.Minor, minor},
+	}
+	for _, b := range bools {
+		if b.got != b.want {
+			t.Errorf("%s: got %v, want %v", b.what, b.got, b.want)
+		}
 	}
 	headLen := want.headLen
 	if headLen == 0 {
@@ -256,7 +368,7 @@ func checkRequest(t *testing.T, head string, r *Request, want wantRequest) {
 func checkLines(t *testing.T, head string, r *Request) {
 	t.Helper()
 	var b strings.Builder
-	b.WriteString(string(r.Method) + " " + string(r.Target) + " HTTP/1.1\r\n")
+	b.WriteString(string(r.Method) + " " + string(r.Target) + " HTTP/1." + strconv.Itoa(r.Minor) + "\r\n")
 	for i, f := range r.Fields {
 		line := string(f.Line)
 		rest, ok := strings.CutPrefix(line, string(f.Name)+":")
@@ -288,19 +400,21 @@ func TestParseRequestIncomplete(t *testing.T) {
 	}
 }
 
-// TestParseRequestEarlyUnsupported checks that a partial head can already be unsupported.
-func TestParseRequestEarlyUnsupported(t *testing.T) {
+// TestParseRequestEarlyRefusal checks that a partial head can already be refused.
+func TestParseRequestEarlyRefusal(t *testing.T) {
 	for _, head := range []string{
-		"GET / HTTP/1.0",
-		"GET /?a;",
-		"GET http:",
-		"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n",
+		"GET / HTTP/2",
+		"GET /a#",
+		"GET ftp:",
+		"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n",
+		"GET / HTTP/1.1\r\nX: y\r\n z",
+		"CONNECT ",
 		"\x16\x03",
 	} {
 		var r Request
-		var u *Unsupported
-		if err := ParseRequest([]byte(head), &r); !errors.As(err, &u) {
-			t.Errorf("ParseRequest(%q): got %v, want *Unsupported", head, err)
+		var e *Error
+		if err := ParseRequest([]byte(head), &r); !errors.As(err, &e) {
+			t.Errorf("ParseRequest(%q): got %v, want an *Error", head, err)
 		}
 	}
 }

@@ -1,136 +1,193 @@
 package h1
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 )
 
-var (
-	errStatusLine  = errors.New("h1: malformed status line")
-	errFieldFold   = errors.New("h1: obs-fold header line")
-	errFieldName   = errors.New("h1: malformed header field name")
-	errFieldValue  = errors.New("h1: invalid byte in header field value")
-	errChunkSize   = errors.New("h1: malformed chunk size")
-	errChunkTooBig = errors.New("h1: chunk size too large")
-	errChunkLine   = errors.New("h1: chunk size line too long")
+// Response is a parsed response head; its slices point into the buffer given to
+// ParseResponse.
+type Response struct {
+	Minor int // 1 for HTTP/1.1, 0 for HTTP/1.0
+	Code  int // 100 to 999
+
+	ContentLength int64 // -1 without a Content-Length field
+	Chunked       bool  // Transfer-Encoding: chunked
+
+	// Close is set when the backend closes the connection after this response:
+	// "Connection: close", or HTTP/1.0 without "Connection: keep-alive".
+	Close bool
+	// ConnectionNames is set when a Connection field names other fields (besides close,
+	// keep-alive and upgrade): those are hop-by-hop too.
+	ConnectionNames bool
+	// Upgrade is the Upgrade field's value (the protocol a 101 switches to), nil without one.
+	Upgrade []byte
+	// UpgradeToken is set when a Connection field lists "upgrade".
+	UpgradeToken bool
+
+	Fields  []Field // every header field line in order
+	HeadLen int     // bytes of the head including the final empty line
+}
+
+// BodyKind is how a response's body is delimited (RFC 9112 section 6.3).
+type BodyKind uint8
+
+// The ways a response body ends.
+const (
+	BodyNone       BodyKind = iota // no body: HEAD, 1xx, 204, 304
+	BodyLength                     // Content-Length bytes
+	BodyChunked                    // chunked transfer coding
+	BodyUntilClose                 // until the backend closes the connection
 )
 
-// ParseStatusLine parses a status line without its line ending, "HTTP/1.1 404 Not Found"
-// or "HTTP/1.0 200": version HTTP/1.0 or HTTP/1.1, one SP, a 3-digit code from 100 to 999,
-// then nothing or SP and a reason phrase, which is ignored.
-func ParseStatusLine(line []byte) (minor, code int, err error) {
-	const prefix = "HTTP/1."
-	if len(line) < len("HTTP/1.1 200") || string(line[:len(prefix)]) != prefix || line[8] != ' ' {
-		return 0, 0, errStatusLine
+// Body tells how the body after the head is delimited, for a response to a request with
+// method HEAD (head true) or another.
+func (r *Response) Body(head bool) BodyKind {
+	switch {
+	case head || r.Code < 200 || r.Code == http.StatusNoContent || r.Code == http.StatusNotModified:
+		return BodyNone
+	case r.Chunked:
+		return BodyChunked
+	case r.ContentLength >= 0:
+		return BodyLength
 	}
-	switch line[7] {
-	case '0':
-		minor = 0
-	case '1':
-		minor = 1
-	default:
-		return 0, 0, errStatusLine
-	}
-	d := line[9:12]
-	if d[0] < '1' || d[0] > '9' || !isDigit(d[1]) || !isDigit(d[2]) ||
-		len(line) > 12 && line[12] != ' ' {
-		return 0, 0, errStatusLine
-	}
-	code = int(d[0]-'0')*100 + int(d[1]-'0')*10 + int(d[2]-'0')
-	return minor, code, nil
+	return BodyUntilClose
 }
 
-// ParseField splits a header field line without its line ending into name and value,
-// trimmed of SP and HTAB. It is an error if the line starts with SP or HTAB (obs-fold), if
-// the name before the colon is empty or not a token (whitespace before the colon
-// included), or if the value has a byte net/http refuses in one (a CTL other than HTAB,
-// or DEL).
-func ParseField(line []byte) (name, value []byte, err error) {
-	if len(line) > 0 && isOWS(line[0]) {
-		return nil, nil, errFieldFold
+// ParseResponse parses the response head at the start of buf into r, reusing r.Fields'
+// array, by the same line rules as ParseRequest. It returns ErrIncomplete if buf holds no
+// whole head yet, and an *Error for a head the rules refuse: besides malformed lines, both
+// Content-Length and Transfer-Encoding, differing Content-Length values, a Transfer-Encoding
+// other than exactly one "chunked", and any Transfer-Encoding in HTTP/1.0 (where net/http
+// would read the body until the connection closes). lb takes such a response as a failed
+// attempt rather than guess where it ends.
+func ParseResponse(buf []byte, r *Response) error {
+	*r = Response{Fields: r.Fields[:0], ContentLength: -1}
+	i, err := parseStatusLine(buf, r)
+	if err != nil {
+		return err
 	}
-	i := 0
-	for i < len(line) && tcharSet[line[i]] {
-		i++
-	}
-	if i == 0 || i == len(line) || line[i] != ':' {
-		return nil, nil, errFieldName
-	}
-	value = trimOWS(line[i+1:])
-	for _, c := range value {
-		if !valueSet[c] {
-			return nil, nil, errFieldValue
+	var (
+		firstLength []byte
+		teFields    int
+		keepAlive   bool
+	)
+	for {
+		var f Field
+		next, end, err := nextField(buf, i, &f)
+		if err != nil {
+			return err
 		}
-	}
-	return line[:i], value, nil
-}
-
-// ParseContentLength parses a Content-Length value: 1 to 18 ASCII digits, nothing else.
-func ParseContentLength(v []byte) (n int64, ok bool) {
-	if len(v) == 0 || len(v) > 18 {
-		return 0, false
-	}
-	for _, c := range v {
-		if !isDigit(c) {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
-}
-
-// maxChunkLine is the longest chunk-size line (without CR LF) net/http's Transport reads:
-// with its CR LF the line must fit the 4 KiB read buffer.
-const maxChunkLine = 4096 - 2
-
-// ParseChunkSize parses a chunk-size line without its line ending: 1 to 15 hex digits,
-// then nothing, SP and HTAB only, or ';' and chunk extensions, which are ignored (but may
-// not hold a CTL other than HTAB, or DEL). Like net/http's Transport, it refuses a line
-// longer than 4094 bytes.
-func ParseChunkSize(line []byte) (int64, error) {
-	if len(line) > maxChunkLine {
-		return 0, errChunkLine
-	}
-	var n int64
-	i := 0
-	for ; i < len(line); i++ {
-		d := unhex(line[i])
-		if d < 0 {
+		if end {
+			r.HeadLen = next
 			break
 		}
-		if i == 15 {
-			return 0, errChunkTooBig
-		}
-		n = n<<4 | d
-	}
-	if i == 0 {
-		return 0, errChunkSize
-	}
-	rest := line[i:]
-	if len(rest) > 0 && rest[0] == ';' {
-		for _, c := range rest {
-			if !valueSet[c] {
-				return 0, errChunkSize
+		i = next
+		switch f.Kind {
+		case KindContentLength:
+			if reason := contentLength(f.Value, &r.ContentLength, &firstLength); reason != "" {
+				return refuse(reason)
 			}
+		case KindTransferEncoding:
+			teFields++
+			if teFields > 1 || !equalFold(f.Value, "chunked") {
+				return refuse(reasonTransferEncoding)
+			}
+		case KindConnection:
+			for v := f.Value; len(v) > 0; {
+				var tok []byte
+				tok, v = NextToken(v)
+				switch {
+				case len(tok) == 0:
+				case equalFold(tok, "close"):
+					r.Close = true
+				case equalFold(tok, "keep-alive"):
+					keepAlive = true
+				case equalFold(tok, "upgrade"):
+					r.UpgradeToken = true
+				default:
+					r.ConnectionNames = true
+				}
+			}
+		case KindUpgrade:
+			if r.Upgrade != nil {
+				return refuse(reasonDupUpgrade)
+			}
+			r.Upgrade = f.Value
 		}
-		return n, nil
+		r.Fields = append(r.Fields, f)
 	}
-	// net/http trims trailing whitespace before it strips extensions, so it refuses
-	// whitespace before a ';'; so does this.
-	for _, c := range rest {
-		if !isOWS(c) {
-			return 0, errChunkSize
-		}
+	switch {
+	case teFields > 0 && firstLength != nil:
+		return refuse(reasonLengthWithTE)
+	case teFields > 0 && r.Minor == 0:
+		return refuse(reasonTEInHTTP10)
 	}
-	return n, nil
+	r.Chunked = teFields > 0
+	if r.Minor == 0 && !keepAlive {
+		r.Close = true
+	}
+	return nil
 }
 
-// AppendStatusLine appends the status line net/http's server writes for code,
-// "HTTP/1.1 404 Not Found\r\n", or "HTTP/1.1 499 status code 499\r\n" for a code without
-// http.StatusText. It does not allocate when dst has room.
-func AppendStatusLine(dst []byte, code int) []byte {
-	dst = append(dst, "HTTP/1.1 "...)
+// parseStatusLine parses "HTTP/1.x SP 3DIGIT [SP reason] CR LF" at the start of buf (a
+// code from 100 to 999, a reason of field value bytes) into r and returns the offset after it.
+func parseStatusLine(buf []byte, r *Response) (int, error) {
+	const prefix = "HTTP/1."
+	n := len(buf)
+	for k := 0; k < len("HTTP/1.1 200"); k++ {
+		if k == n {
+			return 0, ErrIncomplete
+		}
+		c := buf[k]
+		var ok bool
+		switch {
+		case k < len(prefix):
+			ok = c == prefix[k]
+		case k == 7:
+			ok = c == '0' || c == '1'
+		case k == 8:
+			ok = c == ' '
+		case k == 9:
+			ok = '1' <= c && c <= '9'
+		default:
+			ok = isDigit(c)
+		}
+		if !ok {
+			return 0, refuse(reasonStatusLine)
+		}
+	}
+	r.Minor = int(buf[7] - '0')
+	r.Code = int(buf[9]-'0')*100 + int(buf[10]-'0')*10 + int(buf[11]-'0')
+	i := 12
+	if i < n && buf[i] == ' ' {
+		i = skipValue(buf, i)
+	}
+	switch {
+	case i == n:
+		return 0, ErrIncomplete
+	case buf[i] == '\n':
+		return 0, refuse(reasonBareLF)
+	case buf[i] != '\r':
+		return 0, refuse(reasonStatusLine)
+	case i+1 == n:
+		return 0, ErrIncomplete
+	case buf[i+1] != '\n':
+		return 0, refuse(reasonBareCR)
+	}
+	return i + 2, nil
+}
+
+// AppendStatusLine appends the status line net/http's server writes for code to a client of
+// HTTP/1.minor: "HTTP/1.1 404 Not Found\r\n", or "HTTP/1.1 499 status code 499\r\n" for a
+// code without http.StatusText ("HTTP/1.0 ..." to an HTTP/1.0 client). It does not allocate
+// when dst has room.
+func AppendStatusLine(dst []byte, minor, code int) []byte {
+	if minor == 0 {
+		dst = append(dst, "HTTP/1.0 "...)
+	} else {
+		dst = append(dst, "HTTP/1.1 "...)
+	}
 	if text := http.StatusText(code); text != "" {
 		dst = strconv.AppendInt(dst, int64(code), 10)
 		dst = append(dst, ' ')
@@ -159,6 +216,3 @@ func appendCode(dst []byte, code int) []byte {
 	}
 	return append(dst, s...)
 }
-
-// isDigit reports whether c is an ASCII digit.
-func isDigit(c byte) bool { return '0' <= c && c <= '9' }

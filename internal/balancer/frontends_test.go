@@ -1,4 +1,4 @@
-package balancer
+package balancer_test
 
 import (
 	"bufio"
@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	. "outrigger/internal/balancer"
+	"outrigger/internal/frontend"
 	"slices"
 	"strings"
 	"sync"
@@ -139,13 +141,13 @@ func normalize(t *testing.T, res *http.Response, body string) string {
 	return b.String()
 }
 
-// TestFastPathMatchesNetHTTP: every request, whether the fast path serves it or hands it
-// to net/http, reaches the backend and comes back to the client as it does through the
-// net/http front alone.
-func TestFastPathMatchesNetHTTP(t *testing.T) {
+// TestFrontEndsMatch: every request reaches the backend and comes back to the client the
+// same through lb's own loop as through net/http; one that h1's rules refuse is refused by
+// both, with the same status and a close.
+func TestFrontEndsMatch(t *testing.T) {
 	be := echoBackend(t)
-	std := newRig(t, frontStd, defaultConfig(), PolicyRoundRobin, be.URL)
-	fast := newRig(t, frontFast, defaultConfig(), PolicyRoundRobin, be.URL)
+	std := newRig(t, frontNetHTTP, defaultConfig(), PolicyRoundRobin, be.URL)
+	fast := newRig(t, frontLoop, defaultConfig(), PolicyRoundRobin, be.URL)
 	long := strings.Repeat("v", 5000)
 	cases := []struct{ name, method, raw string }{
 		{"get", "GET", "GET /a/b?x=1&y=%20 HTTP/1.1\r\nHost: public.example\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n"},
@@ -168,78 +170,102 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 		{"103 early hints", "GET", "GET /hints HTTP/1.1\r\nHost: h\r\n\r\n"},
 		{"connection-named field", "GET", "GET /named HTTP/1.1\r\nHost: h\r\n\r\n"},
 		{"backend error", "GET", "GET /error HTTP/1.1\r\nHost: h\r\n\r\n"},
-		// Left to net/http by the fast path.
 		{"http/1.0", "GET", "GET / HTTP/1.0\r\nHost: h\r\n\r\n"},
+		{"http/1.0 keep-alive", "GET", "GET / HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n"},
+		{"http/1.0 chunked answer", "GET", "GET /chunked HTTP/1.0\r\nHost: h\r\n\r\n"},
 		{"chunked request", "POST", "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
 		{"expect", "POST", "POST /up HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello"},
 		{"long head", "GET", "GET / HTTP/1.1\r\nHost: h\r\nX-Long: " + long + "\r\n\r\n"},
 		{"absolute form", "GET", "GET http://h/abs HTTP/1.1\r\nHost: h\r\n\r\n"},
 		{"semicolon query", "GET", "GET /q?a=1;b=2 HTTP/1.1\r\nHost: h\r\n\r\n"},
 		{"connection upgrade token", "GET", "GET / HTTP/1.1\r\nHost: h\r\nConnection: X-Hop\r\nX-Hop: 1\r\n\r\n"},
-		{"no host", "GET", "GET / HTTP/1.1\r\n\r\n"},
-		{"two hosts", "GET", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"},
-		{"bad header name", "GET", "GET / HTTP/1.1\r\nHost: h\r\nBad Name: x\r\n\r\n"},
+		{"large chunked request", "POST", "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" + strings.Repeat("400\r\n"+strings.Repeat("c", 0x400)+"\r\n", 80) + "0\r\n\r\n"},
+		{"large request", "PUT", "PUT /up HTTP/1.1\r\nHost: h\r\nContent-Length: 81920\r\n\r\n" + strings.Repeat("d", 81920)},
+		{"asterisk", "OPTIONS", "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			sres, sbody := rawExchange(t, std.front.Listener.Addr().String(), tc.raw, tc.method)
-			fres, fbody := rawExchange(t, fast.front.Listener.Addr().String(), tc.raw, tc.method)
+			sres, sbody := rawExchange(t, std.front.Addr(), tc.raw, tc.method)
+			fres, fbody := rawExchange(t, fast.front.Addr(), tc.raw, tc.method)
 			want, got := normalize(t, sres, sbody), normalize(t, fres, fbody)
 			if got != want {
-				t.Errorf("through the fast path:\n%s\nthrough net/http:\n%s", got, want)
+				t.Errorf("through lb's loop:\n%s\nthrough net/http:\n%s", got, want)
+			}
+		})
+	}
+	refused := []struct{ name, raw string }{
+		{"no host", "GET / HTTP/1.1\r\n\r\n"},
+		{"two hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"},
+		{"bad header name", "GET / HTTP/1.1\r\nHost: h\r\nBad Name: x\r\n\r\n"},
+		{"bare lf", "GET / HTTP/1.1\nHost: h\n\n"},
+		{"connect", "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"},
+		{"http/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"},
+		{"bad chunk", "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 ;x\r\nhello\r\n0\r\n\r\n"},
+		{"other expectation", "POST /up HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\nContent-Length: 5\r\n\r\nhello"},
+		{"header too large", "GET / HTTP/1.1\r\nHost: h\r\nX: " + strings.Repeat("x", 70<<10) + "\r\n\r\n"},
+	}
+	for _, tc := range refused {
+		t.Run("refused "+tc.name, func(t *testing.T) {
+			sres, _ := rawExchange(t, std.front.Addr(), tc.raw, "GET")
+			fres, _ := rawExchange(t, fast.front.Addr(), tc.raw, "GET")
+			if sres.StatusCode != fres.StatusCode || sres.StatusCode < 400 || !sres.Close || !fres.Close {
+				t.Errorf("net/http answered %d (close %t), lb's loop %d (close %t): want the same refusal and a close",
+					sres.StatusCode, sres.Close, fres.StatusCode, fres.Close)
 			}
 		})
 	}
 }
 
-// TestFastPathKeepAliveAndPipelining: requests on one connection, one after the other and
-// several in one write, come back in order; a handoff in the middle keeps the connection.
-func TestFastPathKeepAliveAndPipelining(t *testing.T) {
-	be := echoBackend(t)
-	r := newRig(t, frontFast, defaultConfig(), PolicyRoundRobin, be.URL)
-	c, err := net.Dial("tcp", r.front.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
-	read := func(want string) {
-		t.Helper()
-		res, err := http.ReadResponse(br, nil)
+// TestKeepAliveAndPipelining: requests on one connection, one after the other and several in
+// one write, come back in order, a chunked one in the middle too.
+func TestKeepAliveAndPipelining(t *testing.T) {
+	forEachFront(t, func(t *testing.T, front frontKind) {
+		be := echoBackend(t)
+		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, be.URL)
+		c, err := net.Dial("tcp", r.front.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, _ := io.ReadAll(res.Body)
-		if !strings.Contains(string(body), want) {
-			t.Fatalf("got %d %q, want a body with %q", res.StatusCode, body, want)
+		defer c.Close()
+		br := bufio.NewReader(c)
+		read := func(want string) {
+			t.Helper()
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			if !strings.Contains(string(body), want) {
+				t.Fatalf("got %d %q, want a body with %q", res.StatusCode, body, want)
+			}
 		}
-	}
-	for i := range 3 {
-		fmt.Fprintf(c, "GET /seq/%d HTTP/1.1\r\nHost: h\r\n\r\n", i)
-		read(fmt.Sprintf("GET /seq/%d ", i))
-	}
-	var batch strings.Builder
-	for i := range 5 {
-		fmt.Fprintf(&batch, "GET /pipe/%d HTTP/1.1\r\nHost: h\r\n\r\n", i)
-	}
-	batch.WriteString("POST /pipe/body HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc")
-	_, _ = io.WriteString(c, batch.String())
-	for i := range 5 {
-		read(fmt.Sprintf("GET /pipe/%d ", i))
-	}
-	read(`body="abc"`)
-	// A request net/http takes (chunked body); then the connection goes on there.
-	_, _ = io.WriteString(c, "POST /handed HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\nGET /after HTTP/1.1\r\nHost: h\r\n\r\n")
-	read(`body="xyz"`)
-	read("GET /after ")
-	if lines := r.lines(t, 11); len(lines) != 11 {
-		t.Errorf("%d request lines, want 11", len(lines))
-	}
+		for i := range 3 {
+			fmt.Fprintf(c, "GET /seq/%d HTTP/1.1\r\nHost: h\r\n\r\n", i)
+			read(fmt.Sprintf("GET /seq/%d ", i))
+		}
+		var batch strings.Builder
+		for i := range 5 {
+			fmt.Fprintf(&batch, "GET /pipe/%d HTTP/1.1\r\nHost: h\r\n\r\n", i)
+		}
+		batch.WriteString("POST /pipe/body HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc")
+		_, _ = io.WriteString(c, batch.String())
+		for i := range 5 {
+			read(fmt.Sprintf("GET /pipe/%d ", i))
+		}
+		read(`body="abc"`)
+		// A chunked body, then the connection goes on.
+		_, _ = io.WriteString(c, "POST /chunked-up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\nGET /after HTTP/1.1\r\nHost: h\r\n\r\n")
+		read(`body="xyz"`)
+		read("GET /after ")
+		if lines := r.lines(t, 11); len(lines) != 11 {
+			t.Errorf("%d request lines, want 11", len(lines))
+		}
+	})
 }
 
-// TestFastPathBadResponses: a backend answer the fast path cannot pass on safely is a failed
-// attempt (502, or a retry for a GET), never a response relayed half-parsed.
-func TestFastPathBadResponses(t *testing.T) {
+// TestBadResponses: a backend answer lb cannot pass on safely is a failed attempt (502, or a
+// retry for a GET), never a response relayed half-parsed.
+func TestBadResponses(t *testing.T) {
 	answers := map[string]string{
 		"/obsfold":   "HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 2\r\n\r\nok",
 		"/twolength": "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
@@ -257,99 +283,103 @@ func TestFastPathBadResponses(t *testing.T) {
 		_, _ = brw.WriteString(answers[r.URL.Path])
 		_ = brw.Flush()
 	})
-	for path := range answers {
-		t.Run(path, func(t *testing.T) {
-			good := newBackend(t, "good", nil)
-			cfg := defaultConfig()
-			r := newRig(t, frontFast, cfg, PolicyRoundRobin, bad.URL, good.URL)
-			r.proxy.SetPolicy(&RoundRobin{}) // the bad backend first
-			code, body := r.do(t, http.MethodGet, path, nil)
-			if code != 200 || body != "good" {
-				t.Errorf("GET: got %d %q, want the retry's 200 from the good backend", code, body)
-			}
-			cfg.MaxRetries = 0
-			r.proxy.SetConfig(cfg)
-			r.proxy.SetPolicy(&RoundRobin{})
-			if code, body := r.do(t, http.MethodGet, path, nil); code != http.StatusBadGateway {
-				t.Errorf("no retries: got %d %q, want 502", code, body)
-			}
-		})
-	}
-}
-
-// TestFastPathShutdown: Shutdown closes idle connections at once and lets a busy one finish
-// its response, marked Connection: close.
-func TestFastPathShutdown(t *testing.T) {
-	release := make(chan struct{})
-	arrived := make(chan struct{}, 1)
-	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			arrived <- struct{}{}
-			<-release
+	forEachFront(t, func(t *testing.T, front frontKind) {
+		for path := range answers {
+			t.Run(path, func(t *testing.T) {
+				good := newBackend(t, "good", nil)
+				cfg := defaultConfig()
+				r := newRig(t, front, cfg, PolicyRoundRobin, bad.URL, good.URL)
+				r.proxy.SetPolicy(&RoundRobin{}) // the bad backend first
+				code, body := r.do(t, http.MethodGet, path, nil)
+				if code != 200 || body != "good" {
+					t.Errorf("GET: got %d %q, want the retry's 200 from the good backend", code, body)
+				}
+				cfg.MaxRetries = 0
+				r.proxy.SetConfig(cfg)
+				r.proxy.SetPolicy(&RoundRobin{})
+				if code, body := r.do(t, http.MethodGet, path, nil); code != http.StatusBadGateway {
+					t.Errorf("no retries: got %d %q, want 502", code, body)
+				}
+			})
 		}
-		_, _ = io.WriteString(w, "done")
 	})
-	r := newRig(t, frontFast, defaultConfig(), PolicyRoundRobin, be.URL)
-	var once sync.Once
-	open := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(open) // before the backend's Close, which waits for its handlers
-	addr := r.front.Listener.Addr().String()
-	idle, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	_, _ = io.WriteString(idle, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
-	ibr := bufio.NewReader(idle)
-	if res, err := http.ReadResponse(ibr, nil); err != nil {
-		t.Fatal(err)
-	} else {
-		_, _ = io.Copy(io.Discard, res.Body)
-	}
-	busy, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	_, _ = io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
-	<-arrived
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		done <- r.fast.fp.Shutdown(ctx)
-	}()
-	_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := ibr.ReadByte(); err != io.EOF {
-		t.Errorf("idle connection: read %v, want EOF (closed by Shutdown)", err)
-	}
-	select {
-	case err := <-done:
-		t.Fatalf("Shutdown returned %v with a request in flight", err)
-	case <-time.After(100 * time.Millisecond):
-	}
-	open()
-	res, err := http.ReadResponse(bufio.NewReader(busy), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(res.Body)
-	if string(body) != "done" || !res.Close {
-		t.Errorf("busy connection: got %q close=%v, want \"done\" with Connection: close", body, res.Close)
-	}
-	if err := <-done; err != nil {
-		t.Errorf("Shutdown: %v", err)
-	}
 }
 
-// TestFastPathTimeouts: an idle kept-alive connection is closed after idle_timeout, and a
+// TestShutdown: Shutdown closes idle connections at once and lets a busy one finish its
+// response, marked Connection: close.
+func TestShutdown(t *testing.T) {
+	forEachFront(t, func(t *testing.T, front frontKind) {
+		release := make(chan struct{})
+		arrived := make(chan struct{}, 1)
+		be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/slow" {
+				arrived <- struct{}{}
+				<-release
+			}
+			_, _ = io.WriteString(w, "done")
+		})
+		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, be.URL)
+		var once sync.Once
+		open := func() { once.Do(func() { close(release) }) }
+		t.Cleanup(open) // before the backend's Close, which waits for its handlers
+		addr := r.front.Addr()
+		idle, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer idle.Close()
+		_, _ = io.WriteString(idle, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+		ibr := bufio.NewReader(idle)
+		if res, err := http.ReadResponse(ibr, nil); err != nil {
+			t.Fatal(err)
+		} else {
+			_, _ = io.Copy(io.Discard, res.Body)
+		}
+		busy, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer busy.Close()
+		_, _ = io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+		<-arrived
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			done <- r.front.ln.Shutdown(ctx)
+		}()
+		_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := ibr.ReadByte(); err != io.EOF {
+			t.Errorf("idle connection: read %v, want EOF (closed by Shutdown)", err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Shutdown returned %v with a request in flight", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		open()
+		res, err := http.ReadResponse(bufio.NewReader(busy), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		if string(body) != "done" || !res.Close {
+			t.Errorf("busy connection: got %q close=%v, want \"done\" with Connection: close", body, res.Close)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+}
+
+// TestLoopTimeouts: an idle kept-alive connection is closed after idle_timeout, and a
 // request head that does not arrive within read_header_timeout (first or later request)
 // closes the connection without an answer; new settings apply from the next request.
-func TestFastPathTimeouts(t *testing.T) {
+func TestLoopTimeouts(t *testing.T) {
 	be := newBackend(t, "a", nil)
-	r := newRig(t, frontFast, defaultConfig(), PolicyRoundRobin, be.URL)
-	r.fastSet.Store(&FastSettings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
-	addr := r.front.Listener.Addr().String()
+	r := newRig(t, frontLoop, defaultConfig(), PolicyRoundRobin, be.URL)
+	r.set.Store(&frontend.Settings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+	addr := r.front.Addr()
 	// closedWithin sends the first request if asked, then partial, and wants the server to
 	// close within limit without another answer.
 	closedWithin := func(name string, first bool, partial string, limit time.Duration) {
@@ -393,7 +423,7 @@ func TestFastPathTimeouts(t *testing.T) {
 	} else {
 		_, _ = io.Copy(io.Discard, res.Body)
 	}
-	r.fastSet.Store(&FastSettings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute})
+	r.set.Store(&frontend.Settings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute})
 	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	if res, err := http.ReadResponse(br, nil); err != nil {
 		t.Fatal(err)
@@ -407,66 +437,68 @@ func TestFastPathTimeouts(t *testing.T) {
 	}
 }
 
-// TestFastPathLargeBodies: bodies larger than every buffer on the way arrive whole and
+// TestLargeBodies: bodies larger than every buffer on the way arrive whole and
 // unchanged, whatever the backend's framing (Content-Length, chunked, until close), and the
 // connection carries the next request after each.
-func TestFastPathLargeBodies(t *testing.T) {
-	big := make([]byte, 3<<20+17)
-	for i := range big {
-		big[i] = byte(i*7 + i>>11)
-	}
-	be := newBackend(t, "big", func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/length":
-			w.Header().Set("Content-Length", fmt.Sprint(len(big)))
-			_, _ = w.Write(big)
-		case "/chunked":
-			for p := big; len(p) > 0; {
-				n := min(len(p), 50_000)
-				_, _ = w.Write(p[:n])
-				_ = http.NewResponseController(w).Flush()
-				p = p[n:]
+func TestLargeBodies(t *testing.T) {
+	forEachFront(t, func(t *testing.T, front frontKind) {
+		big := make([]byte, 3<<20+17)
+		for i := range big {
+			big[i] = byte(i*7 + i>>11)
+		}
+		be := newBackend(t, "big", func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/length":
+				w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+				_, _ = w.Write(big)
+			case "/chunked":
+				for p := big; len(p) > 0; {
+					n := min(len(p), 50_000)
+					_, _ = w.Write(p[:n])
+					_ = http.NewResponseController(w).Flush()
+					p = p[n:]
+				}
+			case "/close":
+				c, brw, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					return
+				}
+				_, _ = brw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n")
+				_, _ = brw.Write(big)
+				_ = brw.Flush()
+				_ = c.Close()
+			case "/echo": // a request body under retry_body_bytes, sent back
+				body, _ := io.ReadAll(r.Body) // all of it before the answer, as HTTP/1 handlers must
+				_, _ = w.Write(body)
 			}
-		case "/close":
-			c, brw, err := http.NewResponseController(w).Hijack()
+		})
+		r := newRig(t, front, defaultConfig(), PolicyRoundRobin, be.URL)
+		c, err := net.Dial("tcp", r.front.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		upload := big[:defaultConfig().RetryBodyBytes]
+		for _, path := range []string{"/length", "/chunked", "/close", "/echo", "/length"} {
+			if path == "/echo" {
+				fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s", len(upload), upload)
+			} else {
+				fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", path)
+			}
+			res, err := http.ReadResponse(br, nil)
 			if err != nil {
-				return
+				t.Fatalf("%s: %v", path, err)
 			}
-			_, _ = brw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n")
-			_, _ = brw.Write(big)
-			_ = brw.Flush()
-			_ = c.Close()
-		case "/echo": // a request body under retry_body_bytes, sent back
-			body, _ := io.ReadAll(r.Body) // all of it before the answer, as HTTP/1 handlers must
-			_, _ = w.Write(body)
+			got, err := io.ReadAll(res.Body)
+			want := big
+			if path == "/echo" {
+				want = upload
+			}
+			if err != nil || !slices.Equal(got, want) {
+				t.Fatalf("%s: %d bytes (%v), want %d bytes equal to what the backend sent", path, len(got), err, len(want))
+			}
 		}
 	})
-	r := newRig(t, frontFast, defaultConfig(), PolicyRoundRobin, be.URL)
-	c, err := net.Dial("tcp", r.front.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	br := bufio.NewReader(c)
-	upload := big[:defaultConfig().RetryBodyBytes]
-	for _, path := range []string{"/length", "/chunked", "/close", "/echo", "/length"} {
-		if path == "/echo" {
-			fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s", len(upload), upload)
-		} else {
-			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", path)
-		}
-		res, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		got, err := io.ReadAll(res.Body)
-		want := big
-		if path == "/echo" {
-			want = upload
-		}
-		if err != nil || !slices.Equal(got, want) {
-			t.Fatalf("%s: %d bytes (%v), want %d bytes equal to what the backend sent", path, len(got), err, len(want))
-		}
-	}
 }
