@@ -57,7 +57,8 @@ const (
 	gateBody                      // in a Content-Length body
 	gateChunked                   // in a chunked body
 	gatePass                      // after a switch of protocols: everything passes
-	gateRefused                   // a head was replaced: nothing more passes
+	gateRefused                   // a head was replaced: nothing more passes (reads wait, as on a silent client)
+	gateCut                       // a chunked body was refused: the body ends here for net/http
 	gateTooLarge                  // a head was too long: an endless header line follows
 )
 
@@ -129,6 +130,8 @@ func (g *gate) Read(p []byte) (int, error) {
 		}
 		switch g.state {
 		case gateRefused:
+			return g.drain()
+		case gateCut:
 			return 0, io.EOF
 		case gateTooLarge:
 			for i := range p {
@@ -159,6 +162,18 @@ func (g *gate) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// drain reads and drops what the client still sends after a refused head, until its
+// connection ends or a deadline net/http set: net/http answers the requests before the
+// refused one and then reads the replacement, and an EOF here would tell it the client left
+// (it cancels the request in progress) when the client merely pipelined.
+func (g *gate) drain() (int, error) {
+	for {
+		if _, err := g.Conn.Read(g.in); err != nil {
+			return 0, err
+		}
+	}
+}
+
 // feed runs b through the framing, appending what may pass to out.
 func (g *gate) feed(b []byte) {
 	for len(b) > 0 {
@@ -166,7 +181,7 @@ func (g *gate) feed(b []byte) {
 		case gatePass:
 			g.pending = append(g.pending, b...)
 			return
-		case gateRefused, gateTooLarge:
+		case gateRefused, gateCut, gateTooLarge:
 			return
 		case gateBody:
 			n := int(min(int64(len(b)), g.left))
@@ -180,7 +195,7 @@ func (g *gate) feed(b []byte) {
 			g.out = append(g.out, b[:n]...)
 			b = b[n:]
 			if err != nil {
-				g.state = gateRefused // the body ends here for net/http: it fails and closes
+				g.state = gateCut // the body ends here for net/http: it fails and closes
 				g.report(err)
 				return
 			}
