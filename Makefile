@@ -5,7 +5,7 @@ LDFLAGS := -X main.version=$(VERSION)
 GO      ?= go
 E2E_PKGS = ./internal/e2e/...
 
-.PHONY: all build demo test unit e2e vet bench clean
+.PHONY: all build demo test unit e2e vet bench fuzz h2spec clean
 
 all: build
 
@@ -34,6 +34,10 @@ unit:
 e2e:
 	@scripts/ensure-postgres.sh
 	$(GO) test -count=1 -p 1 -timeout 15m $(E2E_PKGS)
+
+## fuzz: every fuzz target for FUZZTIME each (default 30s; go test runs their seeds)
+fuzz:
+	scripts/fuzz.sh
 
 ## bench: lb side by side with HAProxy, nginx and Caddy (see bench/README.md)
 bench:
