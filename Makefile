@@ -4,8 +4,11 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 GO      ?= go
 E2E_PKGS = ./internal/e2e/...
+# h2spec, the HTTP/2 conformance suite that TestH2Spec (cmd/lb) runs against lb.
+H2SPEC_VERSION = v2.2.1+incompatible
+H2SPEC = $(CURDIR)/.cache/bin/h2spec
 
-.PHONY: all build demo test unit e2e vet bench fuzz h2spec clean
+.PHONY: all build demo test unit e2e vet bench fuzz h2spec h2spec-tool clean
 
 all: build
 
@@ -27,13 +30,22 @@ test: vet unit e2e
 vet:
 	$(GO) vet ./...
 
-unit:
+unit: h2spec-tool
 	@scripts/ensure-postgres.sh
-	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v /internal/e2e)
+	H2SPEC=$(H2SPEC) $(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v /internal/e2e)
 
 e2e:
 	@scripts/ensure-postgres.sh
 	$(GO) test -count=1 -p 1 -timeout 15m $(E2E_PKGS)
+
+## h2spec: the HTTP/2 conformance suite against lb over TLS, beside Go's own net/http server
+h2spec: h2spec-tool
+	H2SPEC=$(H2SPEC) $(GO) test -count=1 -run '^TestH2Spec$$' -v ./cmd/lb
+
+## h2spec-tool: install h2spec from the Go module proxy into .cache/bin (once)
+h2spec-tool: $(H2SPEC)
+$(H2SPEC):
+	GOBIN=$(CURDIR)/.cache/bin $(GO) install github.com/summerwind/h2spec/cmd/h2spec@$(H2SPEC_VERSION)
 
 ## fuzz: every fuzz target for FUZZTIME each (default 30s; go test runs their seeds)
 fuzz:
