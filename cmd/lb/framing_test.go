@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -276,4 +278,41 @@ func TestSlowClientsAreCut(t *testing.T) {
 			})
 		}
 	})
+}
+
+// limits.body_read_timeout and limits.write_timeout apply from a reload on, on both paths.
+func TestServeReloadBodyAndWriteTimeouts(t *testing.T) {
+	for _, fast := range []bool{true, false} {
+		t.Run(fmt.Sprintf("fast=%t", fast), func(t *testing.T) {
+			rec := lbtest.StartRecorder(t, nil)
+			cfg := lbConfig{dir: t.TempDir(), urls: [][2]string{{"rec", rec.URL()}}}
+			if !fast {
+				cfg.env = map[string]string{"LB_FAST_PATH": "off"}
+			}
+			l := startLB(t, cfg)
+			l.waitHealthy("rec")
+			cfg.extra = "limits:\n  body_read_timeout: 300ms\n  write_timeout: 300ms\n"
+			if err := os.WriteFile(l.cfgPath, []byte(cfg.render()), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.doReload(); err != nil {
+				t.Fatal(err)
+			}
+			c, err := net.Dial("tcp", l.addrs["http"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_, _ = io.WriteString(c, "POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n01234")
+			start := time.Now()
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			res, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil || res.StatusCode != http.StatusRequestTimeout {
+				t.Fatalf("a body stalled past the reloaded body_read_timeout: %v %v, want 408", res, err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("cut after %s, want about 300ms", d)
+			}
+		})
+	}
 }

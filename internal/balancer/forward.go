@@ -142,11 +142,10 @@ func (st *Forwarding) bodyFailed(req *Request, client Client, err *ClientBodyErr
 	case started:
 		return out
 	case errors.As(err.Err, &refused):
-		// A refused framing is answered even when the front end's own reader had to end
-		// the connection for net/http (which then takes the client for gone).
+		// A refused framing, or a body slower than body_read_timeout, is answered even
+		// when the read error made net/http take the client for gone (it cancels the
+		// request's context on any read error): the connection still takes a write.
 		out.Code = refused.Status
-	case client.Gone():
-		return out
 	case errors.As(err.Err, &ne) && ne.Timeout():
 		out.Code = http.StatusRequestTimeout
 	default:
