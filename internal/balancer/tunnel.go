@@ -1,6 +1,10 @@
 package balancer
 
-import "io"
+import (
+	"io"
+
+	"outrigger/internal/h1"
+)
 
 // tunnel joins the client's connection to bc after a 101 went to the client: bytes flow both
 // ways until either side closes, then both are closed. The client connection counts as
@@ -43,22 +47,10 @@ func (st *Forwarding) tunnel(b *Backend, bc *backendConn, client Client) {
 // upgradeMatches reports whether a 101's Upgrade value names the protocol the client asked
 // for, and is printable ASCII (as httputil.ReverseProxy checks).
 func upgradeMatches(asked string, got []byte) bool {
-	if len(got) == 0 || len(got) != len(asked) {
-		return false
-	}
-	for i := range got {
-		c := got[i]
-		if c < ' ' || c > '~' || lower(c) != lower(asked[i]) {
+	for _, c := range got {
+		if c < ' ' || c > '~' {
 			return false
 		}
 	}
-	return true
-}
-
-// lower returns the ASCII letter c in lower case, and any other byte unchanged.
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + ('a' - 'A')
-	}
-	return c
+	return len(got) > 0 && h1.EqualFold(got, asked)
 }

@@ -89,6 +89,10 @@ func unhex(c byte) int64 {
 // isHex reports whether c is a hex digit.
 func isHex(c byte) bool { return unhex(c) >= 0 }
 
+// EqualFold reports whether b equals s, ASCII case-insensitively (no allocation, unlike
+// bytes.EqualFold on a converted string, and no Unicode folding).
+func EqualFold(b []byte, s string) bool { return equalFold(b, s) }
+
 // equalFold reports whether b equals s, ASCII case-insensitively.
 func equalFold(b []byte, s string) bool {
 	if len(b) != len(s) {

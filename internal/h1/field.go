@@ -59,17 +59,8 @@ func scanField(buf []byte, i int, f *Field) (int, error) {
 	}
 	valueStart := i
 	i = skipValue(buf, i)
-	switch {
-	case i == n:
-		return 0, ErrIncomplete
-	case buf[i] == '\n':
-		return 0, refuse(reasonBareLF)
-	case buf[i] != '\r':
-		return 0, refuse(reasonFieldValue)
-	case i+1 == n:
-		return 0, ErrIncomplete
-	case buf[i+1] != '\n':
-		return 0, refuse(reasonBareCR)
+	if _, err := lineEnd(buf, i, reasonFieldValue); err != nil {
+		return 0, err
 	}
 	valueEnd := i
 	for valueEnd > valueStart && isOWS(buf[valueEnd-1]) {
@@ -79,6 +70,26 @@ func scanField(buf []byte, i int, f *Field) (int, error) {
 	f.Value = buf[valueStart:valueEnd]
 	f.Line = buf[start : i+2]
 	f.Kind = Classify(f.Name)
+	return i + 2, nil
+}
+
+// lineEnd checks that a line ends with CR LF at buf[i:] and returns the offset after it:
+// ErrIncomplete when buf ends first, a bare LF or CR refused, and any other byte refused with
+// reason.
+func lineEnd(buf []byte, i int, reason string) (int, error) {
+	n := len(buf)
+	switch {
+	case i == n:
+		return 0, ErrIncomplete
+	case buf[i] == '\n':
+		return 0, refuse(reasonBareLF)
+	case buf[i] != '\r':
+		return 0, refuse(reason)
+	case i+1 == n:
+		return 0, ErrIncomplete
+	case buf[i+1] != '\n':
+		return 0, refuse(reasonBareCR)
+	}
 	return i + 2, nil
 }
 

@@ -163,19 +163,7 @@ func parseStatusLine(buf []byte, r *Response) (int, error) {
 	if i < n && buf[i] == ' ' {
 		i = skipValue(buf, i)
 	}
-	switch {
-	case i == n:
-		return 0, ErrIncomplete
-	case buf[i] == '\n':
-		return 0, refuse(reasonBareLF)
-	case buf[i] != '\r':
-		return 0, refuse(reasonStatusLine)
-	case i+1 == n:
-		return 0, ErrIncomplete
-	case buf[i+1] != '\n':
-		return 0, refuse(reasonBareCR)
-	}
-	return i + 2, nil
+	return lineEnd(buf, i, reasonStatusLine)
 }
 
 // AppendStatusLine appends the status line net/http's server writes for code to a client of
