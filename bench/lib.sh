@@ -10,7 +10,7 @@ ROUNDS=${BENCH_ROUNDS:-$dr}
 DURATION=${BENCH_DURATION:-$dd}
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNS:-64}
-read -r -a MODES <<<"${BENCH_MODES:-http https hs}"
+read -r -a MODES <<<"${BENCH_MODES:-http https hs h2 http-pinned}"
 read -r -a TARGETS <<<"${BENCH_TARGETS:-direct lb haproxy nginx caddy}"
 IP=127.0.0.1
 # Below the kernel's ephemeral range (32768-60999 here): a port in it can be
@@ -18,6 +18,12 @@ IP=127.0.0.1
 BASE=${BENCH_PORT_BASE:-23400}
 OUT=${BENCH_OUT:-$BENCH/results}
 WRK_TIMEOUT=2s
+# h2: h2load's clients and streams per client (HTTP/2 over TLS).
+H2_CONNS=${BENCH_H2_CONNS:-32}
+H2_STREAMS=${BENCH_H2_STREAMS:-10}
+# The pinned modes run the load generator on LOAD_CPU and the proxy and backends on PROXY_CPU.
+LOAD_CPU=${BENCH_LOAD_CPU:-0}
+PROXY_CPU=${BENCH_PROXY_CPU:-1}
 
 # Ports (all on 127.0.0.1).
 P_B1=$((BASE + 1)) P_B2=$((BASE + 2)) P_B3=$((BASE + 3)) P_BTLS=$((BASE + 4))
@@ -65,7 +71,7 @@ stop() {
 # ---------------------------------------------------------------- tools
 ensure_tools() {
 	local missing=() cmd pkg
-	for pair in haproxy:haproxy nginx:nginx-light caddy:caddy wrk:wrk openssl:openssl curl:curl ss:iproute2; do
+	for pair in haproxy:haproxy nginx:nginx-light caddy:caddy wrk:wrk h2load:nghttp2-client openssl:openssl curl:curl ss:iproute2 taskset:util-linux; do
 		cmd=${pair%%:*} pkg=${pair#*:}
 		command -v "$cmd" >/dev/null 2>&1 || [[ -x /usr/sbin/$cmd ]] || missing+=("$pkg")
 	done
@@ -103,6 +109,60 @@ make_tls() {
 	(umask 077 && openssl rand -hex 24 >"$WORK/admin-token")
 }
 
+# pinned MODE: whether MODE runs the load on LOAD_CPU and everything it measures on PROXY_CPU.
+pinned() { [[ $1 == h2 || $1 == http-pinned ]]; }
+
+# set_pin MODE: PIN is the command prefix of what MODE measures (taskset, which execs the
+# program, so that PIDS holds the program's pid), LOADPIN the load generator's; both empty
+# unless MODE is pinned.
+PIN=() LOADPIN=()
+set_pin() {
+	PIN=() LOADPIN=()
+	if pinned "$1"; then
+		PIN=(taskset -c "$PROXY_CPU") LOADPIN=(taskset -c "$LOAD_CPU")
+	fi
+}
+
+# workers MODE N: how many threads or workers a proxy gets: 1 on its one CPU when pinned.
+workers() { if pinned "$1"; then echo 1; else echo "$2"; fi; }
+
+# ---------------------------------------------------------------- load
+# load MODE URL SECONDS RAW: one run of the load generator, its result line (requests
+# duration_us p50_us p99_us max_us and five error counts, as report.lua prints it for wrk)
+# as the last line of RAW, prefixed WRKRESULT.
+load() {
+	local mode=$1 u=$2 secs=$3 raw=$4
+	local hdr=()
+	[[ $mode == hs ]] && hdr=(-H "Connection: close")
+	if [[ $mode == h2 ]]; then
+		local lat="$raw.latency"
+		timeout --kill-after=5 $((secs + 20)) "${LOADPIN[@]}" h2load -D "$secs" -c "$H2_CONNS" -m "$H2_STREAMS" -t 1 \
+			--log-file "$lat" "$u" >"$raw" 2>&1 || log "h2load $mode exited non-zero"
+		h2result "$raw" "$lat" >"$raw.result"
+		cat "$raw.result" >>"$raw"
+		rm -f "$lat" "$raw.result"
+		return
+	fi
+	timeout --kill-after=5 $((secs + 20)) "${LOADPIN[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout "$WRK_TIMEOUT" \
+		--latency -s "$BENCH/report.lua" "${hdr[@]}" "$u" >"$raw" 2>&1 || log "wrk $mode exited non-zero"
+}
+
+# h2result OUT LATENCIES: the WRKRESULT line of an h2load run, from its output and its
+# per-request log (start, status, microseconds to the end of the response).
+h2result() {
+	local out=$1 lat=$2 secs requests errs p50 p99 max
+	secs=$(awk '/^finished in/ {sub(/s,$/, "", $3); print $3}' "$out")
+	read -r requests errs < <(awk '/^requests:/ {print $8, $10 + $12 + $14}' "$out")
+	[[ -n "$secs" && -n "$requests" && -s "$lat" ]] || return 0
+	read -r p50 p99 max < <(cut -f3 "$lat" | sort -n | awk '{v[NR] = $1} END {
+		if (NR == 0) { print 0, 0, 0; exit }
+		print v[int((NR - 1) * 0.50) + 1], v[int((NR - 1) * 0.99) + 1], v[NR] }')
+	local bad
+	bad=$(awk -F'\t' '$2 < 200 || $2 >= 400 {n++} END {print n + 0}' "$lat")
+	printf 'WRKRESULT %s %.0f %s %s %s %s %s 0 0 0 0\n' "$requests" "$(awk -v s="$secs" 'BEGIN {print s * 1e6}')" \
+		"$p50" "$p99" "$max" "$errs" "$bad"
+}
+
 # ---------------------------------------------------------------- processes
 # wait_http URL: until URL answers 200 (3 times in a row), at most 20 s.
 wait_http() {
@@ -132,8 +192,12 @@ start() {
 	PIDS[$name]=$!
 }
 
+# start_backend [MODE]: the backend process (3 plain ports and one TLS port), pinned for a
+# pinned MODE.
 start_backend() {
-	start backend env GOMAXPROCS=2 "$WORK/bin/backend" \
+	local mode=${1:-http}
+	set_pin "$mode"
+	start backend "${PIN[@]}" env GOMAXPROCS="$(workers "$mode" 2)" "$WORK/bin/backend" \
 		-listen "$IP:$P_B1" -listen "$IP:$P_B2" -listen "$IP:$P_B3" \
 		-tls-listen "$IP:$P_BTLS" -cert "$WORK/cert.pem" -key "$WORK/key.pem"
 	wait_http "http://$IP:$P_B1/" && wait_http "http://$IP:$P_B3/healthz" && wait_http "https://$IP:$P_BTLS/" ||
@@ -144,7 +208,7 @@ start_backend() {
 # write_lb MODE [NAME PORT ADMINPORT]: $WORK/NAME.yaml (default lb).
 write_lb() {
 	local tls="" name=${2:-lb} port=${3:-$P_LB} aport=${4:-$P_LBADMIN}
-	[[ $1 != http ]] && tls="tls:
+	[[ $1 != http && $1 != http-pinned ]] && tls="tls:
   cert_file: $WORK/cert.pem
   key_file: $WORK/key.pem"
 	cat >"$WORK/$name.yaml" <<EOF
@@ -169,10 +233,14 @@ EOF
 
 write_haproxy() {
 	local bind="bind $IP:$P_HAPROXY"
-	[[ $1 != http ]] && bind="$bind ssl crt $WORK/haproxy.pem alpn http/1.1"
+	case $1 in
+	h2) bind="$bind ssl crt $WORK/haproxy.pem alpn h2,http/1.1" ;;
+	https | hs) bind="$bind ssl crt $WORK/haproxy.pem alpn http/1.1" ;;
+	esac
 	cat >"$WORK/haproxy.cfg" <<EOF
 global
     maxconn 4096
+    nbthread $(workers "$1" 2)
 defaults
     mode http
     log stdout format raw local0
@@ -199,13 +267,17 @@ EOF
 
 write_nginx() {
 	local listen="listen $IP:$P_NGINX;" tls="" user=""
-	[[ $1 != http ]] && listen="listen $IP:$P_NGINX ssl;" && tls="ssl_certificate $WORK/cert.pem;
+	case $1 in
+	h2) listen="listen $IP:$P_NGINX ssl http2;" ;;
+	https | hs) listen="listen $IP:$P_NGINX ssl;" ;;
+	esac
+	[[ $1 != http && $1 != http-pinned ]] && tls="ssl_certificate $WORK/cert.pem;
         ssl_certificate_key $WORK/key.pem;"
 	[[ $(id -u) == 0 ]] && user="user root;"
 	mkdir -p "$WORK/nginx/tmp"
 	cat >"$WORK/nginx/nginx.conf" <<EOF
 $user
-worker_processes auto;
+worker_processes $(workers "$1" auto);
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/logs/nginx-error.log warn;
 events { worker_connections 4096; }
@@ -242,7 +314,7 @@ EOF
 
 write_caddy() {
 	local site="http://:$P_CADDY" tls=""
-	[[ $1 != http ]] && site="https://:$P_CADDY" && tls="tls $WORK/cert.pem $WORK/key.pem"
+	[[ $1 != http && $1 != http-pinned ]] && site="https://:$P_CADDY" && tls="tls $WORK/cert.pem $WORK/key.pem"
 	cat >"$WORK/Caddyfile" <<EOF
 {
     admin off
@@ -270,10 +342,10 @@ EOF
 
 # url TARGET MODE
 url() {
-	local scheme=http port
-	[[ $2 != http ]] && scheme=https
+	local scheme=https port
+	[[ $2 == http || $2 == http-pinned ]] && scheme=http
 	case $1 in
-	direct) port=$P_B1 && [[ $2 != http ]] && port=$P_BTLS ;;
+	direct) port=$P_B1 && [[ $scheme == https ]] && port=$P_BTLS ;;
 	lb) port=$P_LB ;;
 	lbx) port=$P_LBX ;;
 	haproxy) port=$P_HAPROXY ;;
@@ -288,6 +360,7 @@ start_proxies() {
 	local mode=$1 t
 	CUR_MODE=$mode
 	ACTIVE=()
+	set_pin "$mode"
 	for t in "${TARGETS[@]}"; do
 		case $t in
 		direct) ACTIVE+=(direct) && continue ;;
@@ -295,25 +368,25 @@ start_proxies() {
 			[[ -n "$LB_BIN" ]] || continue
 			write_lb "$mode"
 			# shellcheck disable=SC2086
-			start lb env LOG_FORMAT=json ${BENCH_LB_ENV:-} "$LB_BIN" serve -config "$WORK/lb.yaml"
+			start lb "${PIN[@]}" env LOG_FORMAT=json ${BENCH_LB_ENV:-} "$LB_BIN" serve -config "$WORK/lb.yaml"
 			;;
 		lbx)
 			[[ -n "${BENCH_LBX_BIN:-}" ]] || die "target lbx needs BENCH_LBX_BIN"
 			write_lb "$mode" lbx "$P_LBX" "$P_LBXADMIN"
 			# shellcheck disable=SC2086
-			start lbx env LOG_FORMAT=json ${BENCH_LBX_ENV:-} "$BENCH_LBX_BIN" serve -config "$WORK/lbx.yaml"
+			start lbx "${PIN[@]}" env LOG_FORMAT=json ${BENCH_LBX_ENV:-} "$BENCH_LBX_BIN" serve -config "$WORK/lbx.yaml"
 			;;
 		haproxy)
 			write_haproxy "$mode"
-			start haproxy haproxy -db -f "$WORK/haproxy.cfg"
+			start haproxy "${PIN[@]}" haproxy -db -f "$WORK/haproxy.cfg"
 			;;
 		nginx)
 			write_nginx "$mode"
-			start nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g "daemon off;"
+			start nginx "${PIN[@]}" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g "daemon off;"
 			;;
 		caddy)
 			write_caddy "$mode"
-			start caddy env HOME="$WORK/caddyhome" XDG_DATA_HOME="$WORK/caddyhome" XDG_CONFIG_HOME="$WORK/caddyhome" \
+			start caddy "${PIN[@]}" env HOME="$WORK/caddyhome" XDG_DATA_HOME="$WORK/caddyhome" XDG_CONFIG_HOME="$WORK/caddyhome" \
 				caddy run --adapter caddyfile --config "$WORK/Caddyfile"
 			;;
 		*) die "unknown target $t" ;;

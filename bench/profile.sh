@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# bench/profile.sh: CPU and allocation profiles of lb under wrk (see bench/README.md).
+# bench/profile.sh: CPU and allocation profiles of lb under load (see bench/README.md).
 #
 # Builds cmd/lb with one extra file added through `go build -overlay`
 # (bench/profile/pprof_overlay.go.txt: a pprof listener on BENCH_PPROF_ADDR),
 # starts the bench backends and lb as run.sh does, drives lb with wrk and
 # takes a CPU profile and a delta allocation profile over the same window.
 #
-# Environment: BENCH_PROFILE_MODE (http | https | hs, default http),
+# Environment: BENCH_PROFILE_MODE (http | https | hs | h2 | http-pinned, default http; h2 is
+# driven by h2load, the pinned modes pin as run.sh does),
 # BENCH_PROFILE_SECONDS (default 15), BENCH_LB_ENV, BENCH_PORT_BASE, BENCH_OUT,
 # BENCH_KEEP as for run.sh; BENCH_PROFILE_TARGET=leanproxy profiles the
 # bench/leanproxy prototype instead. Output: $BENCH_OUT/profile-MODE/ (cpu.pprof,
@@ -40,20 +41,18 @@ else
 	(cd "$ROOT" && go build -overlay "$WORK/overlay.json" -o "$POUT/lb" ./cmd/lb)
 fi
 
-start_backend
+start_backend "$MODE"
 CUR_MODE=$MODE
+set_pin "$MODE"
 write_lb "$MODE"
 # shellcheck disable=SC2086
-start lb env LOG_FORMAT=json BENCH_PPROF_ADDR="127.0.0.1:$P_PPROF" ${BENCH_LB_ENV:-} "$POUT/lb" serve -config "$WORK/lb.yaml"
+start lb "${PIN[@]}" env LOG_FORMAT=json BENCH_PPROF_ADDR="127.0.0.1:$P_PPROF" ${BENCH_LB_ENV:-} "$POUT/lb" serve -config "$WORK/lb.yaml"
 wait_http "$(url lb "$MODE")" || die "lb did not come up: $(tail -n 20 "$(errlog lb)")"
 
-hdr=()
-[[ $MODE == hs ]] && hdr=(-H "Connection: close")
-wrk -t"$THREADS" -c"$CONNS" -d1s "${hdr[@]}" "$(url lb "$MODE")" >/dev/null # warm-up
+load "$MODE" "$(url lb "$MODE")" 1 "$POUT/warmup.txt" # warm-up
 pp="http://127.0.0.1:$P_PPROF/debug/pprof"
-log "wrk for $((SECS + 4)) s against lb ($MODE); profiling the middle $SECS s"
-timeout --kill-after=5 $((SECS + 30)) wrk -t"$THREADS" -c"$CONNS" -d"$((SECS + 4))s" --timeout 2s --latency \
-	-s "$BENCH/report.lua" "${hdr[@]}" "$(url lb "$MODE")" >"$POUT/wrk.txt" 2>&1 &
+log "load for $((SECS + 4)) s against lb ($MODE); profiling the middle $SECS s"
+load "$MODE" "$(url lb "$MODE")" $((SECS + 4)) "$POUT/wrk.txt" &
 wrk_pid=$!
 sleep 2
 curl -sf -m $((SECS + 20)) -o "$POUT/cpu.pprof" "$pp/profile?seconds=$SECS" &
@@ -68,11 +67,12 @@ curl -sf -m 10 "$pp/goroutine?debug=1" | head -n 1 >"$POUT/goroutines.txt" || tr
 awk '/^VmHWM|^VmRSS/' "/proc/${PIDS[lb]}/status" >"$POUT/rss.txt"
 stop lb
 
-set -- $(grep '^WRKRESULT' "$POUT/wrk.txt")
+read -r -a result < <(grep '^WRKRESULT' "$POUT/wrk.txt" | tail -n 1)
+set -- "${result[@]}"
 rps=$(awk -v r="$2" -v d="$3" 'BEGIN {printf "%.0f", r / (d / 1e6)}')
 reqs=$((rps * SECS))
 {
-	echo "lb profile, mode $MODE, wrk -t$THREADS -c$CONNS, ${SECS}s window, ~$rps req/s (~$reqs requests in the window)"
+	echo "lb profile, mode $MODE, ${SECS}s window, ~$rps req/s (~$reqs requests in the window)"
 	echo "lb env: LOG_FORMAT=json ${BENCH_LB_ENV:-}"
 	cat "$POUT/rss.txt" "$POUT/goroutines.txt"
 	echo

@@ -10,7 +10,10 @@
 #   BENCH_QUICK=1        2 rounds of 2 s instead of 5 rounds of 5 s
 #   BENCH_ROUNDS=N       rounds per mode (default 5; quick 2)
 #   BENCH_DURATION=S     seconds per wrk run (default 5; quick 2)
-#   BENCH_MODES="..."    subset of: http https hs   (default all three)
+#   BENCH_MODES="..."    subset of: http https hs h2 http-pinned (default all five)
+#   BENCH_H2_CONNS=32 BENCH_H2_STREAMS=10      h2load -c / -m (mode h2)
+#   BENCH_LOAD_CPU=0 BENCH_PROXY_CPU=1         the pinned modes (h2, http-pinned): load on one
+#                        CPU, the proxy and the backends on the other
 #   BENCH_TARGETS="..."  subset of: direct lb haproxy nginx caddy (default all)
 #   BENCH_CONNS=64 BENCH_THREADS=2   wrk -c / -t
 #   BENCH_PORT_BASE=23400            first of the loopback ports used (base..base+49)
@@ -70,20 +73,17 @@ printf 'mode\ttarget\tround\trps\trequests\tp50_us\tp99_us\tmax_us\terrors\trss_
 bench() {
 	local mode=$1 target=$2 round=$3 secs=$4 record=$5 u pids before after sys_before sys_after line raw
 	u=$(url "$target" "$mode")
-	local hdr=()
-	[[ $mode == hs ]] && hdr=(-H "Connection: close")
 	mapfile -t pids < <(pids_of "$target")
 	before=$(cpu_ticks "${pids[@]}")
 	sys_before=$(rw_syscalls "${pids[@]}")
 	raw="$WORK/raw/$mode-$target-$round.txt"
-	timeout --kill-after=5 $((secs + 20)) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout "$WRK_TIMEOUT" \
-		--latency -s "$BENCH/report.lua" "${hdr[@]}" "$u" >"$raw" 2>&1 || log "wrk $mode $target exited non-zero"
+	load "$mode" "$u" "$secs" "$raw"
 	after=$(cpu_ticks "${pids[@]}")
 	sys_after=$(rw_syscalls "${pids[@]}")
 	((record)) || return 0
-	line=$(grep '^WRKRESULT' "$raw" || true)
+	line=$(grep '^WRKRESULT' "$raw" | tail -n 1 || true)
 	if [[ -z "$line" ]]; then
-		log "no result from wrk for $mode $target round $round: $(tail -n 3 "$raw")"
+		log "no result from the load generator for $mode $target round $round: $(tail -n 3 "$raw")"
 		return 0
 	fi
 	# shellcheck disable=SC2086
@@ -102,9 +102,16 @@ bench() {
 # ---------------------------------------------------------------- run
 START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 log "start: modes=${MODES[*]} targets=${TARGETS[*]} rounds=$ROUNDS duration=${DURATION}s wrk -t$THREADS -c$CONNS"
-start_backend
+BACKEND_PINNED=""
 for mode in "${MODES[@]}"; do
-	case $mode in http | https | hs) ;; *) die "unknown mode $mode" ;; esac
+	case $mode in http | https | hs | h2 | http-pinned) ;; *) die "unknown mode $mode" ;; esac
+	# The backend runs pinned beside the proxy in the pinned modes, on both CPUs otherwise.
+	if pinned "$mode"; then want=1; else want=0; fi
+	if [[ "$BACKEND_PINNED" != "$want" ]]; then
+		stop backend
+		start_backend "$mode"
+		BACKEND_PINNED=$want
+	fi
 	start_proxies "$mode"
 	log "mode $mode: targets up: ${ACTIVE[*]}"
 	for t in "${ACTIVE[@]}"; do bench "$mode" "$t" 0 1 0; done # warm-up, not recorded
@@ -142,6 +149,8 @@ fi
 	echo "finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "command=${BENCH_CMD:-bench/run.sh} (BENCH_QUICK=$QUICK rounds=$ROUNDS duration=${DURATION}s modes=${MODES[*]} targets=${TARGETS[*]}${BENCH_LB_ENV:+ lb_env=$BENCH_LB_ENV}${LBX_DESC:+ lbx=$LBX_DESC})"
 	echo "wrk=wrk -t$THREADS -c$CONNS -d${DURATION}s --timeout $WRK_TIMEOUT --latency"
+	echo "h2load=h2load -D $DURATION -c $H2_CONNS -m $H2_STREAMS -t 1 (mode h2)"
+	echo "pinned modes=h2 http-pinned: load generator on cpu $LOAD_CPU, proxy and backends on cpu $PROXY_CPU (taskset; one worker each)"
 	echo "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "versions=$(haproxy -v 2>/dev/null | head -n1 | awk '{print "HAProxy " $3}'), $(nginx -v 2>&1 | sed 's|.*nginx/|nginx |'), Caddy $(caddy version 2>/dev/null | awk '{print $1}'), $(go version | awk '{print $3}'), lb $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
 } >"$OUT/meta.txt"

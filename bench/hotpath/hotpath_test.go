@@ -2,6 +2,7 @@ package hotpath
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"outrigger/internal/balancer"
 	"outrigger/internal/clientip"
 	"outrigger/internal/frontend"
+	"outrigger/internal/lbtest"
 	"outrigger/internal/logging"
 )
 
@@ -70,11 +72,17 @@ func lbProxy(tb testing.TB, backends []string, withLog bool) *balancer.Proxy {
 // for plain HTTP (netHTTP: LB_FAST_PATH=off), and returns its base URL.
 func lbFront(tb testing.TB, backends []string, withLog, netHTTP bool) string {
 	tb.Helper()
+	return lbServe(tb, backends, withLog, netHTTP, nil)
+}
+
+// lbServe is lbFront, over TLS with tlsConf if it is set (HTTP/2 and HTTP/1.1 by ALPN).
+func lbServe(tb testing.TB, backends []string, withLog, netHTTP bool, tlsConf *tls.Config) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	fl := frontend.New(frontend.Options{Name: "http", Listener: ln, Proxy: lbProxy(tb, backends, withLog), NetHTTPOnly: netHTTP,
+	fl := frontend.New(frontend.Options{Name: "http", Listener: ln, Proxy: lbProxy(tb, backends, withLog), NetHTTPOnly: netHTTP, TLS: tlsConf,
 		Settings: func() frontend.Settings {
 			return frontend.Settings{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 				BodyReadTimeout: time.Minute, WriteTimeout: time.Minute}
@@ -85,7 +93,28 @@ func lbFront(tb testing.TB, backends []string, withLog, netHTTP bool) string {
 		defer cancel()
 		_ = fl.Shutdown(ctx)
 	})
+	if tlsConf != nil {
+		return "https://" + ln.Addr().String()
+	}
 	return "http://" + ln.Addr().String()
+}
+
+// serverTLS returns a TLS configuration with a self-signed certificate, offering HTTP/2.
+func serverTLS(tb testing.TB) *tls.Config {
+	tb.Helper()
+	certFile, keyFile, _ := lbtest.SelfSigned(tb, tb.TempDir(), 1, time.Hour, "localhost")
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+}
+
+// h2Transport is a client transport speaking HTTP/2 over TLS (the bench's certificate is
+// not verified).
+func h2Transport() *http.Transport {
+	return &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true,
+		MaxIdleConnsPerHost: 256, DisableCompression: true}
 }
 
 // bufferPool is an httputil.BufferPool of 32 KiB buffers.
@@ -130,7 +159,12 @@ func bareProxy(tb testing.TB, backends []string, flush time.Duration, pool httpu
 
 // drive sends b.N GET requests to base from parallel keep-alive clients.
 func drive(b *testing.B, base string) {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}}
+	driveWith(b, base, &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true})
+}
+
+// driveWith is drive with the client transport tr.
+func driveWith(b *testing.B, base string, tr *http.Transport) {
+	client := &http.Client{Transport: tr}
 	defer client.CloseIdleConnections()
 	b.ReportAllocs()
 	b.SetParallelism(8)
@@ -182,6 +216,16 @@ func BenchmarkRequest(b *testing.B) {
 	})
 	b.Run("lb-nethttp", func(b *testing.B) {
 		drive(b, lbFront(b, startBackends(b), true, true))
+	})
+	b.Run("lb-h2", func(b *testing.B) { // HTTP/2 over TLS in front, HTTP/1.1 behind
+		driveWith(b, lbServe(b, startBackends(b), true, false, serverTLS(b)), h2Transport())
+	})
+	b.Run("reverseproxy-h2", func(b *testing.B) { // the same through a bare ReverseProxy
+		s := httptest.NewUnstartedServer(bareProxy(b, startBackends(b), 0, newBufferPool()))
+		s.EnableHTTP2 = true
+		s.StartTLS()
+		b.Cleanup(s.Close)
+		driveWith(b, s.URL, h2Transport())
 	})
 	b.Run("reverseproxy-flush-1", func(b *testing.B) {
 		drive(b, front(b, bareProxy(b, startBackends(b), -1, nil)))

@@ -1,6 +1,6 @@
 // Command report turns the benchmark's per-run records (runs.tsv, written by
 // bench/run.sh) into RESULTS.md: min/median/max per target and mode, ratios
-// to direct and to each peer, and issue 6's targets checked against lb.
+// to direct and to each peer, and the targets of issues 6 and 13 checked against lb.
 package main
 
 import (

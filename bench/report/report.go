@@ -42,6 +42,8 @@ var modeNames = []struct{ key, title string }{
 	{"http", "Plain HTTP, keep-alive"},
 	{"https", "HTTPS, keep-alive"},
 	{"hs", "HTTPS, one TLS handshake per request (Connection: close)"},
+	{"h2", "HTTP/2 over TLS (h2load), load on one CPU, proxy and backends on the other"},
+	{"http-pinned", "Plain HTTP, keep-alive, load on one CPU, proxy and backends on the other"},
 }
 
 // targetOrder is the column order of the tables.
@@ -289,7 +291,7 @@ func writeReport(w io.Writer, runs []Run, meta, e2e []string) {
 	}
 }
 
-// check is one of issue 6's targets.
+// check is one of the targets of issues 6 and 13.
 type check struct {
 	what   string
 	met    bool
@@ -297,7 +299,7 @@ type check struct {
 	known  bool // false when a target's data is missing
 }
 
-// checks evaluates issue 6's targets on the medians.
+// checks evaluates the targets of issues 6 and 13 on the medians.
 func checks(runs []Run) []check {
 	var out []check
 	get := func(mode, t string) (Summary, bool) { return find(summarize(runs, mode), t) }
@@ -324,6 +326,22 @@ func checks(runs []Run) []check {
 		rpsAtLeast(mode, "caddy", 1)
 		rpsAtLeast(mode, "haproxy", 0.7)
 	}
+	// Issue 13.
+	cpuAtMost := func(mode string, factor float64) {
+		what := fmt.Sprintf("%s: lb CPU/req ≤ %.1f× haproxy", mode, factor)
+		lb, ok1 := get(mode, "lb")
+		hp, ok2 := get(mode, "haproxy")
+		if !ok1 || !ok2 {
+			out = append(out, check{what: what})
+			return
+		}
+		out = append(out, check{what: what, known: true, met: lb.CPU.Med <= factor*hp.CPU.Med,
+			detail: fmt.Sprintf("%.1f µs vs %.1f×%.1f = %.1f µs (%s)", lb.CPU.Med, factor, hp.CPU.Med, factor*hp.CPU.Med, ratio(lb.CPU.Med, hp.CPU.Med))})
+	}
+	rpsAtLeast("h2", "nginx", 1)
+	cpuAtMost("h2", 3.5)
+	rpsAtLeast("http-pinned", "haproxy", 0.75)
+	cpuAtMost("http-pinned", 1.5)
 	for _, m := range modeNames {
 		lb, ok1 := get(m.key, "lb")
 		hp, ok2 := get(m.key, "haproxy")
@@ -341,7 +359,7 @@ func checks(runs []Run) []check {
 
 func writeTargets(w io.Writer, runs []Run) {
 	cs := checks(runs)
-	fmt.Fprint(w, "\n## Issue 6 targets (medians of this run)\n\n")
+	fmt.Fprint(w, "\n## Targets of issues 6 and 13 (medians of this run)\n\n")
 	fmt.Fprintln(w, "| target | met | figures |")
 	fmt.Fprintln(w, "|---|---|---|")
 	for _, c := range cs {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"outrigger/internal/h1"
 )
@@ -227,8 +228,12 @@ func (bc *backendConn) initPeek() {
 		return
 	}
 	bc.peek = func(fd uintptr) bool {
-		_, _, rerr := syscall.Recvfrom(int(fd), bc.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		bc.alive = rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK
+		// recvfrom(2) without the source address syscall.Recvfrom decodes: one system
+		// call, and a small stack frame (this runs deep in a fresh HTTP/2 handler's stack,
+		// which a bigger frame makes the runtime grow and copy).
+		_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&bc.peekBuf[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		bc.alive = errno == syscall.EAGAIN || errno == syscall.EWOULDBLOCK
 		return true
 	}
 }

@@ -23,6 +23,10 @@ type netHTTPClient struct {
 	rc           *http.ResponseController
 	r            *http.Request
 	writeTimeout time.Duration
+	// writeDeadline is the write deadline set last: it is moved only once a quarter of
+	// write_timeout has passed, since moving an HTTP/2 stream's costs a message to its
+	// connection's goroutine (a blocked write is cut between 3/4 and all of write_timeout).
+	writeDeadline time.Time
 
 	stop    func() bool // ends the Watch
 	failed  bool        // a write to the client failed
@@ -81,12 +85,32 @@ func (c *netHTTPClient) Start(h *balancer.ResponseHead) error {
 	return c.err()
 }
 
-// setFields puts the answer's fields in hdr, then lb's own.
+// setFields puts the answer's fields in hdr, then lb's own. The names of the usual fields
+// are constants, and every value is a piece of one string, so a head costs few allocations.
 func (c *netHTTPClient) setFields(hdr http.Header, h *balancer.ResponseHead) {
+	n := 0
+	for i := range h.Fields {
+		n += len(h.Fields[i].Value)
+	}
+	var values string
+	if n > 0 {
+		buf := make([]byte, 0, n)
+		for i := range h.Fields {
+			buf = append(buf, h.Fields[i].Value...)
+		}
+		values = string(buf)
+	}
+	at := 0
 	for i := range h.Fields {
 		f := &h.Fields[i]
-		k := textproto.CanonicalMIMEHeaderKey(string(f.Name))
-		hdr[k] = append(hdr[k], string(f.Value))
+		k := canonicalName(f)
+		v := values[at : at+len(f.Value)]
+		at += len(f.Value)
+		if old, ok := hdr[k]; ok {
+			hdr[k] = append(old, v)
+		} else {
+			hdr[k] = []string{v}
+		}
 	}
 	if h.RequestID != "" {
 		hdr["X-Request-Id"] = []string{h.RequestID}
@@ -94,6 +118,32 @@ func (c *netHTTPClient) setFields(hdr http.Header, h *balancer.ResponseHead) {
 	if h.HSTS != "" {
 		hdr["Strict-Transport-Security"] = []string{h.HSTS}
 	}
+}
+
+// canonicalName is f's name as net/http's header map keys it.
+func canonicalName(f *h1.Field) string {
+	if k := f.Kind.HeaderKey(); k != "" {
+		return k
+	}
+	switch string(f.Name) { // compared without allocating
+	case "Content-Type":
+		return "Content-Type"
+	case "Cache-Control":
+		return "Cache-Control"
+	case "Etag", "ETag":
+		return "Etag"
+	case "Last-Modified":
+		return "Last-Modified"
+	case "Set-Cookie":
+		return "Set-Cookie"
+	case "Location":
+		return "Location"
+	case "Vary":
+		return "Vary"
+	case "X-Instance":
+		return "X-Instance"
+	}
+	return textproto.CanonicalMIMEHeaderKey(string(f.Name))
 }
 
 // switchProtocols takes the HTTP/1 connection over from net/http and writes the 101 itself,
@@ -159,11 +209,17 @@ func (c *netHTTPClient) Upgrade() (net.Conn, []byte, error) {
 	return c.conn, append([]byte(nil), buffered...), nil
 }
 
-// deadline gives the next write write_timeout.
+// deadline gives the next write (about) write_timeout.
 func (c *netHTTPClient) deadline() {
-	if c.writeTimeout > 0 {
-		_ = c.rc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	if c.writeTimeout <= 0 {
+		return
 	}
+	now := time.Now()
+	if c.writeDeadline.Sub(now) > c.writeTimeout*3/4 {
+		return
+	}
+	c.writeDeadline = now.Add(c.writeTimeout)
+	_ = c.rc.SetWriteDeadline(c.writeDeadline)
 }
 
 // err reports a failed write (WriteHeader reports none of its own).

@@ -1,5 +1,7 @@
 package h1
 
+import "net/textproto"
+
 // Kind classifies a header field name, ASCII case-insensitively.
 type Kind uint8
 
@@ -57,6 +59,24 @@ var kindNames = [...]string{
 	KindDate:                    "Date",
 	KindContentType:             "Content-Type",
 	KindStrictTransportSecurity: "Strict-Transport-Security",
+}
+
+// kindKeys are the names of the kinds as net/http's Header keys them
+// (textproto.CanonicalMIMEHeaderKey: "X-Real-Ip", "Te"); built once, only read afterwards.
+var kindKeys = func() (keys [len(kindNames)]string) {
+	for k, name := range kindNames {
+		keys[k] = textproto.CanonicalMIMEHeaderKey(name)
+	}
+	return keys
+}()
+
+// HeaderKey returns k's field name as a key of net/http's Header ("X-Request-Id"), "" for
+// KindOther and unknown values. It does not allocate.
+func (k Kind) HeaderKey() string {
+	if int(k) < len(kindKeys) && k != KindOther {
+		return kindKeys[k]
+	}
+	return ""
 }
 
 // String returns the field name of k ("Content-Length"), or "other" for KindOther and

@@ -1,6 +1,7 @@
 package h1
 
 import (
+	"net/textproto"
 	"strings"
 	"testing"
 )
@@ -60,4 +61,15 @@ func alternateCase(s string) string {
 		}
 	}
 	return string(b)
+}
+
+func TestHeaderKey(t *testing.T) {
+	for k := Kind(1); int(k) < len(kindNames); k++ {
+		if got, want := k.HeaderKey(), textproto.CanonicalMIMEHeaderKey(k.String()); got != want {
+			t.Errorf("%v.HeaderKey() = %q, want %q", k, got, want)
+		}
+	}
+	if KindOther.HeaderKey() != "" {
+		t.Error("KindOther has a header key")
+	}
 }
