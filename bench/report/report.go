@@ -304,7 +304,7 @@ func checks(runs []Run) []check {
 	var out []check
 	get := func(mode, t string) (Summary, bool) { return find(summarize(runs, mode), t) }
 	rpsAtLeast := func(mode, peer string, factor float64) {
-		what := fmt.Sprintf("%s: lb req/s ≥ %.1f× %s", mode, factor, peer)
+		what := fmt.Sprintf("%s: lb req/s ≥ %s× %s", mode, strconv.FormatFloat(factor, 'f', -1, 64), peer)
 		lb, ok1 := get(mode, "lb")
 		p, ok2 := get(mode, peer)
 		if !ok1 || !ok2 {
@@ -312,7 +312,7 @@ func checks(runs []Run) []check {
 			return
 		}
 		out = append(out, check{what: what, known: true, met: lb.RPS.Med >= factor*p.RPS.Med,
-			detail: fmt.Sprintf("%.0f vs %.1f×%.0f = %.0f (%s)", lb.RPS.Med, factor, p.RPS.Med, factor*p.RPS.Med, ratio(lb.RPS.Med, p.RPS.Med))})
+			detail: fmt.Sprintf("%.0f vs %g×%.0f = %.0f (%s)", lb.RPS.Med, factor, p.RPS.Med, factor*p.RPS.Med, ratio(lb.RPS.Med, p.RPS.Med))})
 	}
 	rpsAtLeast("http", "caddy", 2)
 	rpsAtLeast("http", "haproxy", 0.6)
@@ -328,7 +328,7 @@ func checks(runs []Run) []check {
 	}
 	// Issue 13.
 	cpuAtMost := func(mode string, factor float64) {
-		what := fmt.Sprintf("%s: lb CPU/req ≤ %.1f× haproxy", mode, factor)
+		what := fmt.Sprintf("%s: lb CPU/req ≤ %s× haproxy", mode, strconv.FormatFloat(factor, 'f', -1, 64))
 		lb, ok1 := get(mode, "lb")
 		hp, ok2 := get(mode, "haproxy")
 		if !ok1 || !ok2 {
@@ -336,7 +336,7 @@ func checks(runs []Run) []check {
 			return
 		}
 		out = append(out, check{what: what, known: true, met: lb.CPU.Med <= factor*hp.CPU.Med,
-			detail: fmt.Sprintf("%.1f µs vs %.1f×%.1f = %.1f µs (%s)", lb.CPU.Med, factor, hp.CPU.Med, factor*hp.CPU.Med, ratio(lb.CPU.Med, hp.CPU.Med))})
+			detail: fmt.Sprintf("%.1f µs vs %g×%.1f = %.1f µs (%s)", lb.CPU.Med, factor, hp.CPU.Med, factor*hp.CPU.Med, ratio(lb.CPU.Med, hp.CPU.Med))})
 	}
 	rpsAtLeast("h2", "nginx", 1)
 	cpuAtMost("h2", 3.5)

@@ -32,14 +32,19 @@ const sample = "mode\ttarget\tround\trps\trequests\tp50_us\tp99_us\tmax_us\terro
 	"http\tcaddy\t2\t12000\t60000\t4000\t9000\t12000\t0\t50000\t100\n" +
 	"http\thaproxy\t2\t42000\t210000\t1200\t4000\t6000\t0\t15000\t20\n" +
 	"http\tdirect\t2\t72000\t360000\t600\t3000\t5000\t0\t17000\t14\n" +
-	"https\tlb\t1\t9000\t45000\t6000\t9000\t9900\t0\t30000\t120\t5.5\n"
+	"https\tlb\t1\t9000\t45000\t6000\t9000\t9900\t0\t30000\t120\t5.5\n" +
+	"h2\tlb\t1\t18000\t90000\t6000\t9000\t9900\t0\t30000\t40\t5.5\n" +
+	"h2\tnginx\t1\t17000\t85000\t6000\t9000\t9900\t0\t30000\t27\t3\n" +
+	"h2\thaproxy\t1\t33000\t165000\t6000\t9000\t9900\t0\t30000\t13\t1\n" +
+	"http-pinned\tlb\t1\t20000\t100000\t6000\t9000\t9900\t0\t30000\t21\t5.5\n" +
+	"http-pinned\thaproxy\t1\t25000\t125000\t6000\t9000\t9900\t0\t30000\t13\t1\n"
 
 func TestParseAndSummarize(t *testing.T) {
 	runs, err := parseRuns(strings.NewReader(sample))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := len(runs), 9; got != want {
+	if got, want := len(runs), 14; got != want {
 		t.Fatalf("got %d runs, want %d", got, want)
 	}
 	sums := summarize(runs, "http")
@@ -68,12 +73,21 @@ func TestChecks(t *testing.T) {
 		}
 	}
 	want := map[string]bool{
-		"http: lb req/s ≥ 2.0× caddy":       true,  // 25000 ≥ 2×11000
+		"http: lb req/s ≥ 2× caddy":         true,  // 25000 ≥ 2×11000
 		"http: lb req/s ≥ 0.6× haproxy":     true,  // 25000 ≥ 0.6×41000
 		"http: lb CPU/req ≤ 2× haproxy":     true,  // 35 ≤ 40
 		"http: lb p99 ≤ haproxy p99 + 2 ms": false, // 7000 > 4000 + 2000
 		"http: lb peak RSS ≤ 40 MB":         false, // 41000 kB
 		"https: lb peak RSS ≤ 40 MB":        true,  // 30000 kB
+		// Issue 13.
+		"h2: lb req/s ≥ 1× nginx":                  true,  // 18000 ≥ 17000
+		"h2: lb CPU/req ≤ 3.5× haproxy":            true,  // 40 ≤ 45.5
+		"http-pinned: lb req/s ≥ 0.75× haproxy":    true,  // 20000 ≥ 18750
+		"http-pinned: lb CPU/req ≤ 1.5× haproxy":   false, // 21 > 19.5
+		"h2: lb p99 ≤ haproxy p99 + 2 ms":          true,
+		"h2: lb peak RSS ≤ 40 MB":                  true,
+		"http-pinned: lb p99 ≤ haproxy p99 + 2 ms": true,
+		"http-pinned: lb peak RSS ≤ 40 MB":         true,
 	}
 	for k, w := range want {
 		g, ok := got[k]
