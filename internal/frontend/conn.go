@@ -206,7 +206,7 @@ func (cc *conn) serveRequest() bool {
 	}
 	out := p.Forward(&cc.fw, &cc.breq, cc)
 	cc.disarm()
-	cc.lp.served.Add(1)
+	cc.lp.l.served.Add(1)
 	switch {
 	case out.Upgraded:
 		return false // the tunnel is over, and closed
@@ -235,7 +235,7 @@ func (cc *conn) serveOptionsAsterisk() bool {
 	h := balancer.ResponseHead{Code: 200, Length: 0}
 	cc.out = appendHead(cc.out, &h, headFraming{minor: r.Minor, length: 0, close: cc.ans.close,
 		keepAlive: !cc.ans.close && r.Minor == 0}, &cc.lp.dates)
-	cc.lp.served.Add(1)
+	cc.lp.l.served.Add(1)
 	cc.linger = r.HasBody()
 	return cc.flush() == nil && !cc.ans.close
 }

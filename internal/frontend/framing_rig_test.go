@@ -5,12 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
-	"outrigger/internal/balancer"
-	"outrigger/internal/lbtest"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"outrigger/internal/balancer"
+	"outrigger/internal/lbtest"
 )
 
 // framingFront is one of the four ways into lb.

@@ -77,7 +77,8 @@ type Listener struct {
 
 	inAccept atomic.Bool   // the accept loop is waiting in Accept
 	accepted atomic.Uint64 // connections accepted so far
-	loopDone atomic.Bool   // the accept loop returned
+	served   atomic.Uint64 // proxied requests finished, by lb's loop or net/http
+	running  atomic.Bool   // the accept loop runs: from Start until it returns
 }
 
 // New returns a Listener for opts; Start begins serving.
@@ -109,6 +110,7 @@ func (l *Listener) Start() {
 	l.all = append(l.all, l.cur)
 	l.mu.Unlock()
 	l.wg.Add(1)
+	l.running.Store(true)
 	go l.acceptLoop()
 }
 
@@ -119,25 +121,23 @@ type Liveness struct {
 	Accepting bool
 	// WaitingInAccept is set while the accept loop waits for a connection: it is not stuck.
 	WaitingInAccept bool
-	// Accepted counts the connections accepted so far; Served the requests lb's connection
-	// loop finished. Either moving means progress.
+	// Accepted counts the connections accepted so far; Served the requests of a proxy
+	// listener finished (answered, refused by the proxy or given up by the client), on lb's
+	// loop or through net/http. Either moving means progress.
 	Accepted, Served uint64
 }
 
 // Liveness reports whether the accept loop and the connection handling are alive.
 func (l *Listener) Liveness() Liveness {
-	lv := Liveness{Accepting: !l.loopDone.Load(), WaitingInAccept: l.inAccept.Load(), Accepted: l.accepted.Load()}
-	if l.loop != nil {
-		lv.Served = l.loop.served.Load()
-	}
-	return lv
+	return Liveness{Accepting: l.running.Load(), WaitingInAccept: l.inAccept.Load(),
+		Accepted: l.accepted.Load(), Served: l.served.Load()}
 }
 
 func (l *Listener) settings() Settings { return l.opts.Settings() }
 
 func (l *Listener) acceptLoop() {
 	defer l.wg.Done()
-	defer l.loopDone.Store(true)
+	defer l.running.Store(false)
 	var ln net.Listener = l.opts.Listener
 	if l.opts.Limiter != nil {
 		ln = &limitListener{Listener: ln, l: l.opts.Limiter}

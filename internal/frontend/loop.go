@@ -23,8 +23,7 @@ type loop struct {
 	l       *Listener
 	proxy   *balancer.Proxy
 	dates   h1.DateCache
-	conns   sync.Pool     // *conn with their buffers, between connections
-	served  atomic.Uint64 // requests served, for Liveness
+	conns   sync.Pool // *conn with their buffers, between connections
 	closing atomic.Bool
 
 	mu   sync.Mutex // guards live

@@ -83,6 +83,7 @@ func (h *proxyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.req.Framed = r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Header["Content-Length"] != nil
 	out := p.Forward(&st.fw, &st.req, &st.client)
+	h.l.served.Add(1)
 	if st.client.aborted || out.Gone && st.client.conn == nil {
 		// net/http cuts the answer (a reset stream, a closed connection) rather than end it,
 		// or answer 200 for a handler that wrote nothing.
