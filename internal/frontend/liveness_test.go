@@ -3,16 +3,12 @@ package frontend
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"outrigger/internal/balancer"
 	"outrigger/internal/lbtest"
 )
 
@@ -21,29 +17,8 @@ import (
 // every internal path (lb's loop, net/http for HTTP/2, and net/http for HTTP/1 with
 // NetHTTPOnly).
 func TestLiveness(t *testing.T) {
-	rec := lbtest.StartRecorder(t, nil)
-	pool, err := balancer.NewPool(balancer.PoolOptions{Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pool.Add("rec", rec.URL()); err != nil {
-		t.Fatal(err)
-	}
-	pool.SetHealthy("rec", true)
-	proxy := balancer.NewProxy(pool, &balancer.RoundRobin{}, balancer.ProxyConfig{
-		DialTimeout: 2 * time.Second, PerTryTimeout: 5 * time.Second, RetryBudget: 0.2, RetryBodyBytes: 64 << 10,
-	}, nil, nil)
-	certFile, keyFile, cert := lbtest.SelfSigned(t, t.TempDir(), 1, time.Hour, "lb.test")
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	settings := func() Settings {
-		return Settings{MaxHeaderBytes: 16 << 10, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second,
-			BodyReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
-	}
+	_, proxy := newTestProxy(t, lbtest.StartRecorder(t, nil).URL())
+	pair, roots := testCertificate(t)
 	for _, tc := range []struct {
 		name        string
 		netHTTPOnly bool
@@ -58,7 +33,7 @@ func TestLiveness(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			opts := Options{Name: tc.name, Listener: ln, Proxy: proxy, NetHTTPOnly: tc.netHTTPOnly, Settings: settings}
+			opts := Options{Name: tc.name, Listener: ln, Proxy: proxy, NetHTTPOnly: tc.netHTTPOnly, Settings: testSettings}
 			tr := &http.Transport{}
 			url := "http://" + ln.Addr().String() + "/live"
 			if tc.h2 {
