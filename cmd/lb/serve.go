@@ -312,7 +312,7 @@ func (s *lbServer) serve(ctx context.Context) error {
 	}()
 	for _, f := range append([]*frontend.Listener{s.admin}, s.public...) {
 		f.Start()
-		s.logger.Info("listening", "listener", f.Name(), "addr", f.Addr().String())
+		s.logger.Info("listening", "listener", f.Name(), "addr", f.Addr().String(), "http1", f.HTTP1())
 		if s.hooks.listening != nil {
 			s.hooks.listening(f.Name(), f.Addr().String())
 		}

@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// TestServeProxiesAndSetsForwardedFor runs with the fast path (the default) and with
-// LB_FAST_PATH=off, where net/http serves every request.
+// TestServeProxiesAndSetsForwardedFor runs with lb's own HTTP/1 loop (the default) and with
+// LB_FAST_PATH=off, where net/http serves every request: the listening line and
+// Listener.HTTP1 say which, and Liveness counts the requests of either.
 func TestServeProxiesAndSetsForwardedFor(t *testing.T) {
 	for _, fast := range []string{"", "off"} {
 		t.Run("LB_FAST_PATH="+fast, func(t *testing.T) {
@@ -16,8 +17,18 @@ func TestServeProxiesAndSetsForwardedFor(t *testing.T) {
 			l := startLB(t, lbConfig{backends: []*testBackend{b1, b2}, env: map[string]string{"LB_FAST_PATH": fast}})
 			l.waitHealthy("app-1", "app-2")
 			proxiesAndSetsForwardedFor(t, l)
-			if served := l.srv.public[0].Liveness().Served; (served > 0) != (fast == "") {
-				t.Errorf("lb's own loop served %d requests with LB_FAST_PATH=%q", served, fast)
+			want := "lb"
+			if fast == "off" {
+				want = "net/http"
+			}
+			if got := l.srv.public[0].HTTP1(); got != want {
+				t.Errorf("HTTP/1 served by %s with LB_FAST_PATH=%q, want %s", got, fast, want)
+			}
+			if !strings.Contains(l.out.String(), `"http1":"`+want+`"`) {
+				t.Errorf("no listening line says http1=%s", want)
+			}
+			if served := l.srv.public[0].Liveness().Served; served != 11 {
+				t.Errorf("Liveness counts %d requests served, want 11", served)
 			}
 		})
 	}

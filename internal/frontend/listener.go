@@ -103,6 +103,15 @@ func (l *Listener) Name() string { return l.opts.Name }
 // Addr returns the listening address.
 func (l *Listener) Addr() net.Addr { return l.opts.Listener.Addr() }
 
+// HTTP1 names what serves the listener's HTTP/1 requests: "lb" (lb's own connection loop)
+// or "net/http" (a listener that is not a proxy, or NetHTTPOnly).
+func (l *Listener) HTTP1() string {
+	if l.loop != nil {
+		return "lb"
+	}
+	return "net/http"
+}
+
 // Start begins accepting.
 func (l *Listener) Start() {
 	l.mu.Lock()
