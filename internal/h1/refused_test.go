@@ -26,6 +26,7 @@ var refusedTests = []struct {
 	{"absolute-form without authority", "GET http:///a HTTP/1.1\r\nHost: h\r\n\r\n", reasonTarget},
 	{"absolute-form with userinfo", "GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n", reasonTarget},
 	{"absolute-form with a bad authority byte", "GET http://h\\x/ HTTP/1.1\r\nHost: h\r\n\r\n", reasonTarget},
+	{"a scheme cut short by a line end", "GET h\n", reasonTarget}, // refused at once, not awaited
 	{"authority-form", "GET h:80 HTTP/1.1\r\nHost: h\r\n\r\n", reasonTarget},
 	{"asterisk-form with GET", "GET * HTTP/1.1\r\nHost: h\r\n\r\n", reasonTarget},
 	{"asterisk and more", "OPTIONS *a HTTP/1.1\r\nHost: h\r\n\r\n", reasonTarget},

@@ -77,8 +77,8 @@ func parseTarget(buf []byte, i int, r *Request) (int, error) {
 func parseAbsolutePrefix(buf []byte, i int, r *Request) (int, error) {
 	n := len(buf)
 	j := i
-	for j < n && j-i < len("https") && buf[j] != ':' {
-		j++
+	for j < n && j-i < len("https") && (buf[j]|0x20 >= 'a' && buf[j]|0x20 <= 'z') {
+		j++ // the scheme's letters: whatever else ends it, and is judged below
 	}
 	if j == n {
 		return 0, ErrIncomplete
