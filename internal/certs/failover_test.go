@@ -234,3 +234,29 @@ func count(t *testing.T, pool *pgxpool.Pool, sql string) int {
 	}
 	return n
 }
+
+// TestPGCacheCallerGivingUpIsNotDatabaseDown: a caller whose own context ends
+// mid-call (a client gone mid-handshake, a bounded wait for the issuance lock)
+// says nothing about the database, so the next caller must not be refused
+// with errDBSkipped.
+func TestPGCacheCallerGivingUpIsNotDatabaseDown(t *testing.T) {
+	ctx := t.Context()
+	pool := pgtest.Pool(t, nil)
+	c, _, _ := newTestPGCache(t, pool, testSecret)
+	data, _ := certPEM(t, 1, time.Hour, "a.test")
+	if err := c.Put(ctx, "a.test", data); err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(ctx)
+	err := c.call(gone, func(cctx context.Context) error {
+		cancel() // the caller leaves while its statement runs
+		_, err := pool.Exec(cctx, `SELECT pg_sleep(0.2)`)
+		return err
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("call whose caller left: %v, want context.Canceled", err)
+	}
+	if _, err := c.dbGet(ctx, "a.test"); err != nil {
+		t.Fatalf("next call after a caller gave up: %v, want the database tried", err)
+	}
+}

@@ -291,11 +291,14 @@ func (c *PGCache) Delete(ctx context.Context, key string) error {
 // call runs f with a deadline of callTimeout, after making sure the table
 // exists, unless the database failed less than downFor ago (errDBSkipped). A
 // failure (other than a missing row or a value that does not decrypt) marks
-// the database down.
+// the database down, unless the caller's own context ended first: a client
+// that went away mid-handshake, or a wait the caller bounded, says nothing
+// about the database.
 func (c *PGCache) call(ctx context.Context, f func(context.Context) error) error {
 	if time.Now().UnixNano() < c.downUntil.Load() {
 		return errDBSkipped
 	}
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
 	defer cancel()
 	err := c.ensureSchema(ctx)
@@ -305,6 +308,8 @@ func (c *PGCache) call(ctx context.Context, f func(context.Context) error) error
 	switch {
 	case err == nil, errors.Is(err, pgx.ErrNoRows), errors.Is(err, errDecrypt):
 		c.setDown(false, nil)
+	case caller.Err() != nil:
+		// The caller gave up: neither up nor down.
 	default:
 		c.setDown(true, err)
 	}
