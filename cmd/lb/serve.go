@@ -51,6 +51,8 @@ type lbServer struct {
 	logger   *slog.Logger
 	hooks    serveHooks
 	fastPath bool // HTTP/1 on lb's own connection loop (LB_FAST_PATH=off: all on net/http)
+	getenv   func(string) string
+	pid      int // for WATCHDOG_PID
 
 	started  time.Time
 	reloadMu sync.Mutex // serialises reloads
@@ -120,7 +122,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return &usageError{err: fmt.Errorf("admin.token_file: %w", err)}
 	}
-	s := &lbServer{cfgPath: *path, logger: logger, hooks: hooks, state: &stateFile{path: cfg.StateFile}, fastPath: fast != "off"}
+	s := &lbServer{cfgPath: *path, logger: logger, hooks: hooks, state: &stateFile{path: cfg.StateFile}, fastPath: fast != "off",
+		getenv: getenv, pid: os.Getpid()}
 	s.cfg.Store(cfg)
 	s.token.Store(&token)
 	if err := s.build(ctx, cfg); err != nil {
@@ -327,6 +330,7 @@ func (s *lbServer) serve(ctx context.Context) error {
 	} else if ok {
 		s.logger.Debug("systemd notified: ready")
 	}
+	stopWatchdog := s.startWatchdog(ctx)
 
 	for {
 		select {
@@ -341,6 +345,7 @@ func (s *lbServer) serve(ctx context.Context) error {
 		break
 	}
 
+	stopWatchdog()
 	s.phase.Store(int32(admin.PhaseStopping)) // /readyz answers 503 from this instant
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	s.keepServing(s.hooks.signals)

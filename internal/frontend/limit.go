@@ -13,6 +13,8 @@ type ConnLimiter struct {
 	limit int
 	open  int
 	done  bool
+	// waiting counts the accepts waiting for a slot (an accept takes its slot first).
+	waiting int
 }
 
 // NewConnLimiter returns a limiter of limit connections.
@@ -37,12 +39,21 @@ func (l *ConnLimiter) Open() int {
 	return l.open
 }
 
+// Full reports whether an accept waits for a slot: every one is held by an open connection.
+func (l *ConnLimiter) Full() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.waiting > 0
+}
+
 // acquire waits for a free slot; false once the limiter is closed.
 func (l *ConnLimiter) acquire() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for l.open >= l.limit && !l.done {
+		l.waiting++
 		l.cond.Wait()
+		l.waiting--
 	}
 	if l.done {
 		return false

@@ -130,6 +130,9 @@ type Liveness struct {
 	Accepting bool
 	// WaitingInAccept is set while the accept loop waits for a connection: it is not stuck.
 	WaitingInAccept bool
+	// Full is set while an accept waits for a limits.max_conns slot (every one is held by
+	// an open connection): only finished requests show progress then.
+	Full bool
 	// Accepted counts the connections accepted so far; Served the requests of a proxy
 	// listener finished (answered, refused by the proxy or given up by the client), on lb's
 	// loop or through net/http. Either moving means progress.
@@ -139,6 +142,7 @@ type Liveness struct {
 // Liveness reports whether the accept loop and the connection handling are alive.
 func (l *Listener) Liveness() Liveness {
 	return Liveness{Accepting: l.running.Load(), WaitingInAccept: l.inAccept.Load(),
+		Full:     l.opts.Limiter != nil && l.opts.Limiter.Full(),
 		Accepted: l.accepted.Load(), Served: l.served.Load()}
 }
 
