@@ -15,6 +15,7 @@ import (
 	"outrigger/internal/app/pgretry"
 	"outrigger/internal/clientip"
 	"outrigger/internal/logging"
+	"outrigger/internal/watchdog"
 )
 
 // config is the app's configuration, read from the environment (DESIGN's table).
@@ -34,6 +35,9 @@ type config struct {
 	ShutdownDelay   time.Duration
 	ShutdownTimeout time.Duration
 	LogFormat       string
+	// Watchdog is systemd's watchdog (WatchdogSec= in the unit), when WatchdogOn.
+	Watchdog   watchdog.Config
+	WatchdogOn bool
 }
 
 // configError is a bad or missing environment variable; main exits with status 2.
@@ -161,6 +165,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return bad("LOG_FORMAT", "%q is not one of auto, text, json", v)
 		}
 		c.LogFormat = v
+	}
+	if c.Watchdog, c.WatchdogOn, err = watchdog.FromEnv(getenv, os.Getpid()); err != nil {
+		return bad("WATCHDOG_USEC", "%v (systemd sets it from WatchdogSec=)", err)
 	}
 	return c, nil
 }

@@ -154,12 +154,15 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		logger.Warn("systemd notify failed", "err", err)
 	}
+	stopWatchdog := startWatchdog(ctx, cfg, ln.Addr(), logger)
+	defer stopWatchdog()
 
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("serve on %s: %w", addr, err)
 	case <-ctx.Done():
 	}
+	stopWatchdog()
 
 	// Draining: /healthz answers draining and every response carries
 	// Connection: close while lb notices; then a graceful shutdown.
