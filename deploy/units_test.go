@@ -84,6 +84,7 @@ var units = []struct {
 			"CapabilityBoundingSet": "CAP_NET_BIND_SERVICE",
 			"StateDirectory":        "lb",
 			"LoadCredential":        "admin-token:/etc/lb/admin-token",
+			"WatchdogSec":           "20s",
 		},
 		stopAfter: 15*time.Second + 30*time.Second, // shutdown_delay (up to 15s, for a pair) + drain_timeout
 	},
@@ -94,6 +95,7 @@ var units = []struct {
 			"EnvironmentFile":       "/etc/app/app.env",
 			"CapabilityBoundingSet": "",
 			"PrivateUsers":          "yes",
+			"WatchdogSec":           "30s",
 		},
 		stopAfter: 5*time.Second + 25*time.Second, // SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT
 	},
@@ -125,6 +127,12 @@ var common = map[string]string{
 	"ProtectKernelModules":     "yes",
 	"ProtectControlGroups":     "yes",
 	"UMask":                    "0077",
+	// WATCHDOG=1 comes from the main process (NotifyAccess=main); a frozen process is
+	// killed with SIGABRT and, thanks to GOTRACEBACK=crash, dies of it (not exit status 2,
+	// which RestartPreventExitStatus= would not restart); no core file holds secrets.
+	"NotifyAccess": "main",
+	"Environment":  "GOTRACEBACK=crash",
+	"LimitCORE":    "0",
 }
 
 // secretish matches variable names that must never be set with Environment=.
@@ -154,6 +162,12 @@ func TestUnitDirectives(t *testing.T) {
 			filters := strings.Join(u["Service"]["SystemCallFilter"], " ")
 			if !strings.Contains(filters, "@system-service") {
 				t.Errorf("SystemCallFilter = %q, want @system-service", filters)
+			}
+			if wd := seconds(t, u.get("Service", "WatchdogSec")); wd < 10 {
+				t.Errorf("WatchdogSec = %vs: a ping is due every half of it, and a loaded VM needs slack; want at least 10s", wd)
+			}
+			if u.get("Service", "WatchdogSignal") != "" {
+				t.Errorf("WatchdogSignal is set: keep systemd's SIGABRT, which Go answers with a goroutine dump")
 			}
 			if stop := seconds(t, u.get("Service", "TimeoutStopSec")); stop < (tc.stopAfter + stopMargin).Seconds() {
 				t.Errorf("TimeoutStopSec = %vs, want at least %v (the program's own stop time) + %v", stop, tc.stopAfter, stopMargin)
