@@ -187,7 +187,7 @@ backends:
 		if b := m[name]; b.Version != "v2" || b.State != "active" || !b.Healthy {
 			t.Errorf("after the rollout %s is %s, %s, healthy %v; want v2, active, healthy", name, b.Version, b.State, b.Healthy)
 		}
-		if !regexp.MustCompile(`(?m)` + name + `\s+drain`).MatchString(out) || !regexp.MustCompile(`(?m)`+name+`\s+enable`).MatchString(out) {
+		if !regexp.MustCompile(`(?m)`+name+`\s+drain`).MatchString(out) || !regexp.MustCompile(`(?m)`+name+`\s+enable`).MatchString(out) {
 			t.Errorf("the rollout's output shows no drain and enable of %s:\n%s", name, out)
 		}
 	}
