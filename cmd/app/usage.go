@@ -23,6 +23,12 @@ variables (under systemd: EnvironmentFile=/etc/app/app.env, root-only):
   SHUTDOWN_TIMEOUT   then wait this long for requests in flight (default 25s)
   LOG_FORMAT         auto (default), text or json
 
+Set by systemd, not by hand (app.service's Type=notify and WatchdogSec=):
+  NOTIFY_SOCKET      where READY=1, STOPPING=1 and the watchdog's WATCHDOG=1 go
+  WATCHDOG_USEC      the watchdog timeout: WATCHDOG=1 every half of it, only while
+                     the app answers a GET of its own /healthz (WATCHDOG_PID, if
+                     set, must be the app's own process id)
+
 A bad or placeholder value (CHANGE-ME, a secret of few different characters)
 stops the app with exit status 2 and a line naming the variable.
 Flags:
