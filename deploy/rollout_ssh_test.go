@@ -22,7 +22,8 @@ import (
 
 // TestRolloutOverSSH is issue 14's rollout over real ssh, in one lab: an lb host (lb,
 // PostgreSQL, the operator) and two app hosts running sshd and the real app. The operator
-// makes the rollout key and known_hosts as OPERATIONS.md says; install.sh installs v1 on
+// makes the rollout key and known_hosts as OPERATIONS.md says (install.sh refuses the
+// unknown host key before that); install.sh installs v1 on
 // each host; `lb rollout -- install.sh v2` replaces both under load with no failed request;
 // then three broken app-1s each stop a rollback to v1 with a message naming the cause,
 // app-1 left drained and unchanged: sshd not running (refused), the host blackholed
@@ -87,6 +88,12 @@ SSH`)
 		vms[i].startSSHD(t, installRoot)
 	}
 	app1 := vms[0]
+
+	// Before the known_hosts step, BatchMode refuses the unknown host key, and install.sh says so.
+	out, _, err := o.run(t.Context(), "env", "LB_BACKEND_HOST="+addrs[0], "LB_BACKEND_URL=http://"+addrs[0]+":8080", installSh, "v1", apps["v1"])
+	if want := "host key is not in known_hosts"; err == nil || !strings.Contains(out, want) {
+		t.Errorf("install.sh before known_hosts: %v, want a failure saying %q:\n%s", err, want, out)
+	}
 
 	// known_hosts, as OPERATIONS.md says: scan, compare each fingerprint with the one the VM
 	// shows on its own console, then trust.
