@@ -69,7 +69,10 @@ func TestServeReadyz(t *testing.T) {
 			for i, kind := range tt.kinds {
 				backends = append(backends, healthBackend(t, fmt.Sprintf("app-%d", i+1), kind))
 			}
-			l := startLB(t, lbConfig{backends: backends})
+			// fall 2 and a 300 ms timeout: one check slowed by a busy machine does not
+			// flip a healthy backend (the test waits for two checks of each).
+			l := startLB(t, lbConfig{backends: backends,
+				health: "  interval: 300ms\n  timeout: 300ms\n  rise: 1\n  fall: 2\n"})
 			for _, n := range tt.drain {
 				if _, err := l.client.Drain(context.Background(), n); err != nil {
 					t.Fatal(err)
