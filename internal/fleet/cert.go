@@ -18,6 +18,12 @@ import (
 // selfSigned writes a self-signed ECDSA P-256 certificate for localhost, 127.0.0.1
 // and ::1 into dir (cert.pem, key.pem mode 0600) and returns a pool that trusts it.
 func selfSigned(dir string, now time.Time) (certFile, keyFile string, pool *x509.CertPool, err error) {
+	return SelfSigned(dir, now)
+}
+
+// SelfSigned is selfSigned for a certificate that also names ips (e.g. a lab's virtual
+// IP, which internal/labfleet's lbs serve).
+func SelfSigned(dir string, now time.Time, ips ...net.IP) (certFile, keyFile string, pool *x509.CertPool, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", nil, fmt.Errorf("generate key: %w", err)
@@ -36,7 +42,7 @@ func selfSigned(dir string, now time.Time) (certFile, keyFile string, pool *x509
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		IPAddresses:           append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, ips...),
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
