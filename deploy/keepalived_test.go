@@ -102,24 +102,31 @@ func TestKeepalivedScriptsSafe(t *testing.T) {
 // TestLBNotifyScript runs lb-notify.sh as keepalived would, with ip, sysctl and logger
 // replaced by fakes that record their calls.
 func TestLBNotifyScript(t *testing.T) {
-	const vip = "203.0.113.10"
+	const vip, peer = "203.0.113.10", "10.0.0.3"
 	tests := []struct {
 		name        string
 		state       string
 		onLo        bool // VIP is on lo already
 		sysctlFails bool // arp_ignore cannot be set
+		peerSilent  bool // the probe of the peer's host times out
 		hookMode    os.FileMode
 		wantCalls   []string // in order, among the fakes' calls
 		notCalls    []string
 		wantLog     []string
 		wantHook    string
 	}{
-		{name: "master takes the address off lo", state: "MASTER", onLo: true, hookMode: 0o755,
-			wantCalls: []string{"ip -4 addr del " + vip + "/32 dev lo"},
-			wantLog:   []string{"INSTANCE lb is MASTER (priority 100), virtual IP " + vip},
-			wantHook:  "MASTER " + vip},
+		{name: "master takes the address off lo and hands the peer's connections back", state: "MASTER", onLo: true, hookMode: 0o755,
+			wantCalls: []string{"ip -4 addr del " + vip + "/32 dev lo", "ip -4 neigh show " + peer + " dev eth0",
+				"nft -f -", "ether saddr != 02:00:00:00:00:02 socket wildcard 1 dup to " + peer + ` device "eth0" drop`},
+			notCalls: []string{"nft delete"},
+			wantLog:  []string{"INSTANCE lb is MASTER (priority 100), virtual IP " + vip},
+			wantHook: "MASTER " + vip},
+		{name: "master whose peer is silent hands nothing back", state: "MASTER", peerSilent: true, hookMode: 0o755,
+			wantCalls: []string{"nft -f -", "nft delete table ip lb_handover"},
+			wantLog:   []string{"peer " + peer + " does not answer"}, wantHook: "MASTER " + vip},
 		{name: "backup keeps the address on lo, ARP silenced first", state: "BACKUP", hookMode: 0o755,
-			wantCalls: []string{"sysctl -q -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2", "ip -4 addr add " + vip + "/32 dev lo"},
+			wantCalls: []string{"nft delete table ip lb_handover", "sysctl -q -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2", "ip -4 addr add " + vip + "/32 dev lo"},
+			notCalls:  []string{"nft -f -"},
 			wantLog:   []string{"INSTANCE lb is BACKUP"}, wantHook: "BACKUP " + vip},
 		{name: "fault with the address on lo already", state: "FAULT", onLo: true, hookMode: 0o755,
 			notCalls: []string{"ip -4 addr add"}, wantHook: "FAULT " + vip},
@@ -132,7 +139,12 @@ func TestLBNotifyScript(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			calls, logs, hookLog := filepath.Join(dir, "calls"), filepath.Join(dir, "log"), filepath.Join(dir, "hook.log")
-			writeScript(t, filepath.Join(dir, "ip"), `echo "ip $*" >> "$CALLS"; [ "$*" = "-4 addr show dev lo" ] && [ -n "$ON_LO" ] && echo "    inet $ON_LO/32 scope global lo"; exit 0`)
+			writeScript(t, filepath.Join(dir, "ip"), `echo "ip $*" >> "$CALLS"
+[ "$*" = "-4 addr show dev lo" ] && [ -n "$ON_LO" ] && echo "    inet $ON_LO/32 scope global lo"
+[ "$1 $2 $3" = "-4 neigh show" ] && echo "$4 dev eth0 lladdr 02:00:00:00:00:02 REACHABLE"
+exit 0`)
+			writeScript(t, filepath.Join(dir, "nft"), `echo "nft $*" >> "$CALLS"; [ "$*" = "-f -" ] && cat >> "$CALLS"; exit 0`)
+			writeScript(t, filepath.Join(dir, "timeout"), `exit "$TIMEOUT_STATUS"`)
 			writeScript(t, filepath.Join(dir, "sysctl"), `echo "sysctl $*" >> "$CALLS"; exit "$SYSCTL_STATUS"`)
 			writeScript(t, filepath.Join(dir, "logger"), `echo "$*" >> "$LOGS"`)
 			hook := filepath.Join(dir, "hook")
@@ -140,8 +152,11 @@ func TestLBNotifyScript(t *testing.T) {
 			if err := os.Chmod(hook, tt.hookMode); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command("sh", "keepalived/lb-notify.sh", vip, "INSTANCE", "lb", tt.state, "100")
-			onLo, status := "", "0"
+			cmd := exec.Command("sh", "keepalived/lb-notify.sh", vip, peer, "eth0", "INSTANCE", "lb", tt.state, "100")
+			onLo, status, timeoutStatus := "", "0", "1" // 1: the peer refused the probe
+			if tt.peerSilent {
+				timeoutStatus = "124"
+			}
 			if tt.onLo {
 				onLo = vip
 			}
@@ -149,7 +164,7 @@ func TestLBNotifyScript(t *testing.T) {
 				status = "1"
 			}
 			cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "CALLS="+calls, "LOGS="+logs,
-				"HOOK_LOG="+hookLog, "LB_NOTIFY_HOOK="+hook, "ON_LO="+onLo, "SYSCTL_STATUS="+status)
+				"HOOK_LOG="+hookLog, "LB_NOTIFY_HOOK="+hook, "ON_LO="+onLo, "SYSCTL_STATUS="+status, "TIMEOUT_STATUS="+timeoutStatus)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("lb-notify.sh: %v\n%s", err, out)
 			}

@@ -4,24 +4,34 @@
 # keepalived silently skips a script that anyone but root can change.
 #
 # keepalived runs it as root on every state change, as
-#     lb-notify.sh VIP INSTANCE|GROUP NAME STATE PRIORITY
-# (VIP comes from keepalived.conf, keepalived appends the rest). It
+#     lb-notify.sh VIP PEER IFACE INSTANCE|GROUP NAME STATE PRIORITY
+# (VIP, PEER and IFACE come from keepalived.conf, keepalived appends the rest). It
 #   1. logs the transition (syslog tag keepalived-lb: journalctl -t keepalived-lb);
 #   2. keeps VIP on lo while this node is not MASTER: Linux sends nothing from an address
 #      that is no longer its own, so without it the responses lb is still writing on
 #      connections accepted before the address moved would never leave; arp_ignore=1 and
 #      arp_announce=2 keep this node from answering ARP for, or announcing, an address it
 #      holds only on lo;
-#   3. runs the hook /etc/keepalived/lb-notify-hook STATE VIP if it exists, e.g. to move a
+#   3. on MASTER, hands the peer's connections back to it: a TCP connection cannot follow
+#      the address, so the packets of connections the peer accepted before the move reach
+#      this node, which would reset them. An nftables rule (table ip lb_handover) sends
+#      each packet to VIP that is not a SYN and finds no connected socket here (only a
+#      wildcard listener) on to the peer, unchanged but for its Ethernet header, where the
+#      peer's lb (VIP on its lo) still owns the connection: a planned stop or upgrade then
+#      cuts no connection. Packets that came from the peer are never sent back (no loop
+#      when both are MASTER). If the peer's host does not answer (crashed), the rule goes
+#      again at once, so clients of the dead peer meet resets rather than silence. Any
+#      other state removes the rule;
+#   4. runs the hook /etc/keepalived/lb-notify-hook STATE VIP if it exists, e.g. to move a
 #      cloud provider's floating IP to this VM on MASTER (OPERATIONS.md, "A pair of lbs").
 set -u
 PATH=$PATH:/usr/sbin:/usr/bin:/sbin:/bin
 
-if [ $# -lt 4 ]; then
-	echo "usage: $0 VIP INSTANCE|GROUP NAME STATE [PRIORITY]" >&2
+if [ $# -lt 6 ]; then
+	echo "usage: $0 VIP PEER IFACE INSTANCE|GROUP NAME STATE [PRIORITY]" >&2
 	exit 2
 fi
-vip=$1 kind=$2 name=$3 state=$4 priority=${5:-}
+vip=$1 peer=$2 iface=$3 kind=$4 name=$5 state=$6 priority=${7:-}
 hook=${LB_NOTIFY_HOOK:-/etc/keepalived/lb-notify-hook}
 
 log() {
@@ -30,12 +40,41 @@ log() {
 
 log "$kind $name is $state (priority $priority), virtual IP $vip"
 
+# handover_on installs the rule of step 3; the peer's MAC keeps what the peer forwards
+# from being forwarded back.
+handover_on() {
+	mac=$(ip -4 neigh show "$peer" dev "$iface" | sed -n 's/.* lladdr \([0-9a-fA-F:]*\).*/\1/p')
+	if [ -z "$mac" ]; then
+		log "peer $peer has no known MAC on $iface: its connections are not handed back"
+		return
+	fi
+	nft -f - <<RULES || log "could not install the handover of $peer's connections"
+table ip lb_handover
+delete table ip lb_handover
+table ip lb_handover {
+	chain prerouting {
+		type filter hook prerouting priority raw; policy accept;
+		ip daddr $vip tcp flags & syn == 0 ether saddr != $mac socket wildcard 1 dup to $peer device "$iface" drop
+	}
+}
+RULES
+	# The peer's host is alive if a TCP connection to it is accepted or refused; a crashed
+	# one is silent.
+	timeout 0.5 bash -c "exec 3<>/dev/tcp/$peer/443" 2>/dev/null
+	if [ $? = 124 ]; then
+		nft delete table ip lb_handover 2>/dev/null
+		log "peer $peer does not answer: its connections are not handed back"
+	fi
+}
+
 case $state in
 MASTER)
 	# keepalived has put the address on the interface: lo's copy must go.
 	ip -4 addr del "$vip/32" dev lo 2>/dev/null
+	handover_on
 	;;
 BACKUP | FAULT | STOP)
+	nft delete table ip lb_handover 2>/dev/null
 	if sysctl -q -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 >/dev/null; then
 		if ! ip -4 addr show dev lo | grep -q " $vip/32 "; then
 			ip -4 addr add "$vip/32" dev lo || log "could not add $vip/32 to lo"

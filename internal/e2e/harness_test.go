@@ -148,8 +148,14 @@ func doJSON(ctx context.Context, c *http.Client, method, url string, in, out any
 // newUser signs up and logs in a new user through lb with client c (which must keep cookies).
 func newUser(t *testing.T, f *fleet.Fleet, c *http.Client, name string) *user {
 	t.Helper()
+	return newUserAt(t, f.URL(), c, name)
+}
+
+// newUserAt is newUser through the lb at base.
+func newUserAt(t *testing.T, base string, c *http.Client, name string) *user {
+	t.Helper()
 	ctx := t.Context()
-	u := &user{name: name, password: "correct horse " + name, base: f.URL(), c: c}
+	u := &user{name: name, password: "correct horse " + name, base: base, c: c}
 	cred := map[string]string{"username": u.name, "password": u.password}
 	if _, err := doJSON(ctx, c, http.MethodPost, u.base+"/api/signup", cred, nil, http.StatusCreated); err != nil {
 		t.Fatalf("signup %s: %v", name, err)

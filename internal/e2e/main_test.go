@@ -18,8 +18,8 @@ import (
 
 // bin holds the binaries TestMain builds once.
 var bin struct {
-	lb, appV1, appV2 string
-	self             string // this test binary: the CMD of `lb rollout` (restartArg)
+	lb, lbV2, appV1, appV2 string
+	self                   string // this test binary: the CMD of `lb rollout` (restartArg)
 }
 
 // restartArg as the first argument makes this test binary restart one app server
@@ -49,12 +49,14 @@ func run(m *testing.M) int {
 		return 1
 	}
 	bin.lb = filepath.Join(dir, "lb")
+	bin.lbV2 = filepath.Join(dir, "lb-v2")
 	bin.appV1 = filepath.Join(dir, "app-v1")
 	bin.appV2 = filepath.Join(dir, "app-v2")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	for _, b := range []struct{ out, pkg, version string }{
 		{bin.lb, "outrigger/cmd/lb", "v1"},
+		{bin.lbV2, "outrigger/cmd/lb", "v2"},
 		{bin.appV1, "outrigger/cmd/app", "v1"},
 		{bin.appV2, "outrigger/cmd/app", "v2"},
 	} {

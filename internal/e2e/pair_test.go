@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"syscall"
+	"testing"
+	"time"
+
+	"outrigger/internal/fleet"
+	"outrigger/internal/labfleet"
+)
+
+// TestLabPair is DESIGN's second-iteration bars 5-7 in the lab: a client host loading the
+// virtual IP over HTTPS, two lbs behind it (deploy/keepalived), three app hosts and
+// PostgreSQL on its own host, one fleet shared by the subtests, which run in order and
+// each leave both lbs ready.
+func TestLabPair(t *testing.T) {
+	f := labfleet.ForTest(t, labfleet.Options{LB: bin.lb, App: bin.appV1})
+	users := labUsers(t, f, "pair", 6, 16<<10)
+	load := func(d time.Duration) *fleet.LoadRun {
+		lr := fleet.StartLoad(t.Context(), userLoad(users, d))
+		if !lr.WaitRequests(t.Context(), 50) {
+			t.Fatalf("load before the fault: %v", lr.Stop())
+		}
+		return lr
+	}
+	holder := func() *labfleet.LB {
+		h, err := f.WaitHolder(t.Context(), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+
+	// SIGTERM to the holder: /readyz answers 503 at once, keepalived moves the address
+	// within its check's fall, lb serves on for shutdown_delay, then drains. Zero failed.
+	t.Run("sigterm", func(t *testing.T) {
+		h := holder()
+		next := f.Other(h)
+		lr := load(60 * time.Second)
+		start := time.Now()
+		if err := h.Proc.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		moved := waitMove(t, f, next, 10*time.Second)
+		if err := h.Proc.Wait(t.Context()); err != nil {
+			t.Errorf("lb on %s after SIGTERM: %v", h.Name, err)
+		}
+		lr.WaitRequests(t.Context(), 200)
+		res := lr.Stop()
+		report(t, "SIGTERM to "+h.Name, res)
+		t.Logf("SIGTERM: the address moved after %v; lb exited after %v", moved.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		if res.Failures != 0 {
+			t.Errorf("SIGTERM to the holder: %d failed requests, want 0", res.Failures)
+		}
+		if err := f.StartLB(t.Context(), h); err != nil {
+			t.Fatal(err)
+		}
+		recovered(t, f, h)
+		stays(t, f, next, time.Second)
+	})
+
+	// Upgrade both lbs one after the other, the one not holding the address first.
+	t.Run("upgrade", func(t *testing.T) {
+		first := f.Other(holder())
+		lr := load(120 * time.Second)
+		for _, lb := range []*labfleet.LB{first, f.Other(first)} {
+			if err := f.Restart(t.Context(), lb, bin.lbV2); err != nil {
+				t.Fatal(err)
+			}
+			recovered(t, f, lb)
+		}
+		lr.WaitRequests(t.Context(), 100)
+		res := lr.Stop()
+		report(t, "upgrade of both lbs", res)
+		if res.Failures != 0 {
+			t.Errorf("upgrade: %d failed requests, want 0", res.Failures)
+		}
+		for _, lb := range f.LBs {
+			if v, err := lb.Version(t.Context()); err != nil || v != "v2" {
+				t.Errorf("%s reports version %q (%v), want v2", lb.Name, v, err)
+			}
+		}
+	})
+
+	// kill -9 of the holder, then a crash of its host: the other holds the address
+	// within 3 s; failures only on connections to the dead lb, refusals counted apart;
+	// the dead lb, restarted, does not take the address back.
+	for _, fault := range []string{"kill", "crash"} {
+		t.Run(fault, func(t *testing.T) {
+			h := holder()
+			next := f.Other(h)
+			lr := load(60 * time.Second)
+			stop := make(chan struct{})
+			window := refusalWindow(f, stop)
+			time.Sleep(50 * time.Millisecond)
+			var err error
+			if fault == "kill" {
+				err = h.Proc.Kill()
+			} else {
+				err = h.Host.Crash(t.Context())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			moved := waitMove(t, f, next, 10*time.Second)
+			lr.WaitRequests(t.Context(), 200)
+			close(stop)
+			res := lr.Stop()
+			refusedFor := <-window
+			refused, other := failures(res)
+			report(t, fault+" of "+h.Name, res)
+			t.Logf("%s: the address moved after %v; refused for %v; %d requests refused, %d other failures (in flight on the dead lb)",
+				fault, moved.Round(time.Millisecond), refusedFor.Round(time.Millisecond), refused, other)
+			if moved > 3*time.Second {
+				t.Errorf("%s: the address took %v to move, want at most 3s", fault, moved)
+			}
+			if other > len(users) {
+				t.Errorf("%s: %d failures besides refusals, more than the %d requests that can be in flight", fault, other, len(users))
+			}
+			if fault == "crash" {
+				if err := h.Host.Boot(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if err := f.StartLB(t.Context(), h); err != nil {
+					t.Fatal(err)
+				}
+				if err := f.StartKeepalived(t.Context(), h); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := f.StartLB(t.Context(), h); err != nil {
+				t.Fatal(err)
+			}
+			recovered(t, f, h)
+			stays(t, f, next, time.Second)
+		})
+	}
+
+	t.Run("blackhole", func(t *testing.T) { blackholeApp(t, f, users) })
+	t.Run("partition", func(t *testing.T) { partitionLB(t, f, users) })
+}
+
+// ctxGet is a GET of url through c bounded by d.
+func ctxGet(ctx context.Context, c *http.Client, url string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return getOK(ctx, c, url)
+}
