@@ -363,7 +363,7 @@ func (s *lbServer) listen(cfg *lbconfig.Config) error {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	opts := frontend.Options{Name: "http", Listener: ln, Limiter: s.limiter, Settings: s.settings,
-		Logger: s.logger, Proxy: s.proxy, NetHTTPOnly: !s.fastPath}
+		Logger: s.logger, Proxy: s.proxy, NetHTTPOnly: !s.fastPath, CloseAfterAnswer: s.closeAfterAnswer}
 	if s.certs != nil {
 		opts.Name, opts.TLS = "https", s.certs.TLSConfig()
 	}
@@ -387,6 +387,15 @@ func (s *lbServer) listen(cfg *lbconfig.Config) error {
 	}
 	s.admin = frontend.New(adminOpts)
 	return nil
+}
+
+// closeAfterAnswer is the public listener's CloseAfterAnswer: while /readyz does not answer
+// ready (stopping, or no backend accepts connections), each answer closes its connection,
+// so clients reconnect — once keepalived has moved the address, to the other lb — rather
+// than keep a connection to an lb that is going away or cannot reach the apps (whose
+// packets, after the move, the other lb hands back to this one: deploy/keepalived).
+func (s *lbServer) closeAfterAnswer() bool {
+	return admin.ReadinessOf(s.pool, admin.Phase(s.phase.Load())) != admin.Ready
 }
 
 // closeListeners closes sockets bound by a listen that failed part way.

@@ -17,11 +17,11 @@ import (
 // meanwhile accepts and serves exactly as before for shutdown_delay, so that no client meets
 // a closed port while this lb still holds the address.
 //
-// Responses deliberately do NOT get "Connection: close" during the delay. When the address
-// moves, a client's next request on a kept-alive connection reaches the new holder, which
-// resets it, and HTTP clients retry an idempotent request that fails on a reused connection.
-// A fresh connection, which "Connection: close" would force for every request, is not
-// retried when its first request meets that reset near the move.
+// Each answer meanwhile closes its connection (closeAfterAnswer: "Connection: close" on
+// HTTP/1, a GOAWAY on HTTP/2), so clients move to new connections, which reach the other
+// lb once the address has moved; connections that stay open to this lb keep working after
+// the move, since the other lb hands their packets back (deploy/keepalived/lb-notify.sh).
+// Idle connections are not closed before the drain: a request may already be on its way.
 //
 // A further SIGTERM or SIGINT (more) ends the delay early.
 func (s *lbServer) keepServing(more <-chan struct{}) {

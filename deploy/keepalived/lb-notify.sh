@@ -12,7 +12,7 @@
 #      connections accepted before the address moved would never leave; arp_ignore=1 and
 #      arp_announce=2 keep this node from answering ARP for, or announcing, an address it
 #      holds only on lo;
-#   3. on MASTER, hands the peer's connections back to it: a TCP connection cannot follow
+#   3. hands the peer's connections back to it: a TCP connection cannot follow
 #      the address, so the packets of connections the peer accepted before the move reach
 #      this node, which would reset them. An nftables rule (table ip lb_handover) sends
 #      each packet to VIP that is not a SYN and finds no connected socket here (only a
@@ -20,8 +20,9 @@
 #      peer's lb (VIP on its lo) still owns the connection: a planned stop or upgrade then
 #      cuts no connection. Packets that came from the peer are never sent back (no loop
 #      when both are MASTER). If the peer's host does not answer (crashed), the rule goes
-#      again at once, so clients of the dead peer meet resets rather than silence. Any
-#      other state removes the rule;
+#      again, so clients of the dead peer meet resets rather than silence. BACKUP and
+#      FAULT install it too (it must be in place before the address arrives); STOP
+#      removes it;
 #   4. runs the hook /etc/keepalived/lb-notify-hook STATE VIP if it exists, e.g. to move a
 #      cloud provider's floating IP to this VM on MASTER (OPERATIONS.md, "A pair of lbs").
 set -u
@@ -40,9 +41,18 @@ log() {
 
 log "$kind $name is $state (priority $priority), virtual IP $vip"
 
-# handover_on installs the rule of step 3; the peer's MAC keeps what the peer forwards
-# from being forwarded back.
-handover_on() {
+# handover installs the rule of step 3. Every state but STOP has it, so that it is in
+# place before this node takes the address: packets of the peer's connections start
+# arriving the moment it does.
+handover() {
+	# A TCP connection to the peer's host resolves its MAC; accepted or refused, the host
+	# is alive; a crashed one is silent.
+	timeout 0.5 bash -c "exec 3<>/dev/tcp/$peer/443" 2>/dev/null
+	if [ $? = 124 ]; then
+		nft delete table ip lb_handover 2>/dev/null
+		log "peer $peer does not answer: its connections are not handed back"
+		return
+	fi
 	mac=$(ip -4 neigh show "$peer" dev "$iface" | sed -n 's/.* lladdr \([0-9a-fA-F:]*\).*/\1/p')
 	if [ -z "$mac" ]; then
 		log "peer $peer has no known MAC on $iface: its connections are not handed back"
@@ -58,23 +68,14 @@ table ip lb_handover {
 	}
 }
 RULES
-	# The peer's host is alive if a TCP connection to it is accepted or refused; a crashed
-	# one is silent.
-	timeout 0.5 bash -c "exec 3<>/dev/tcp/$peer/443" 2>/dev/null
-	if [ $? = 124 ]; then
-		nft delete table ip lb_handover 2>/dev/null
-		log "peer $peer does not answer: its connections are not handed back"
-	fi
 }
 
 case $state in
 MASTER)
 	# keepalived has put the address on the interface: lo's copy must go.
 	ip -4 addr del "$vip/32" dev lo 2>/dev/null
-	handover_on
 	;;
 BACKUP | FAULT | STOP)
-	nft delete table ip lb_handover 2>/dev/null
 	if sysctl -q -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 >/dev/null; then
 		if ! ip -4 addr show dev lo | grep -q " $vip/32 "; then
 			ip -4 addr add "$vip/32" dev lo || log "could not add $vip/32 to lo"
@@ -83,6 +84,11 @@ BACKUP | FAULT | STOP)
 		log "could not set arp_ignore/arp_announce: $vip not kept on lo"
 	fi
 	;;
+esac
+
+case $state in
+MASTER | BACKUP | FAULT) handover ;;
+*) nft delete table ip lb_handover 2>/dev/null ;;
 esac
 
 if [ -e "$hook" ]; then

@@ -28,8 +28,9 @@ type LoadOptions struct {
 
 // Failure is one failed (or broken) request.
 type Failure struct {
-	At  time.Duration // since the load started
-	Err string
+	At    time.Duration // since the load started, when it ended
+	Began time.Duration // since the load started, when it was sent
+	Err   string
 }
 
 // Result is what a load run saw.
@@ -211,7 +212,7 @@ func run(ctx context.Context, o LoadOptions, count *atomic.Int64) Result {
 					msg := err.Error()
 					res.Reasons[reason(msg)]++
 					if len(res.Samples) < maxSamples {
-						res.Samples = append(res.Samples, Failure{At: time.Since(start), Err: msg})
+						res.Samples = append(res.Samples, Failure{At: time.Since(start), Began: t0.Sub(start), Err: msg})
 					}
 				}
 				mu.Unlock()

@@ -57,8 +57,10 @@ func (cc *conn) Start(h *balancer.ResponseHead) error {
 	default:
 		a.close = true // the end of the body is the end of the connection
 	}
-	if cc.lp.closing.Load() || !cc.body.done {
-		a.close = true // shutting down, or the rest of the request body will not be read
+	if cc.lp.closing.Load() || !cc.body.done || !f.upgrade && cc.lp.l.closeAfterAnswer() {
+		// shutting down, the rest of the request body will not be read, or lb asks
+		// (stopping, no backend healthy: Options.CloseAfterAnswer)
+		a.close = true
 	}
 	f.close = a.close
 	f.keepAlive = !a.close && a.minor == 0

@@ -55,6 +55,13 @@ type Options struct {
 	// Handler serves a listener that is not a proxy (the admin API, ACME answers and
 	// redirects), behind the same gate.
 	Handler http.Handler
+	// CloseAfterAnswer, if set, is asked as each answer of a proxy listener starts: true
+	// makes that answer the connection's last, "Connection: close" on HTTP/1 (lb's loop and
+	// net/http alike), a GOAWAY on HTTP/2 (net/http ends the connection once its streams
+	// are done). lb sets it while it is stopping and while no backend is healthy, so that
+	// clients open new connections, which reach the other lb of a pair once the address
+	// has moved, rather than keep one to an lb that is going away or cannot serve them.
+	CloseAfterAnswer func() bool
 }
 
 // Listener is one listening socket and everything that serves its connections: the accept
@@ -147,6 +154,11 @@ func (l *Listener) Liveness() Liveness {
 }
 
 func (l *Listener) settings() Settings { return l.opts.Settings() }
+
+// closeAfterAnswer reports whether an answer starting now should close its connection.
+func (l *Listener) closeAfterAnswer() bool {
+	return l.opts.CloseAfterAnswer != nil && l.opts.CloseAfterAnswer()
+}
 
 func (l *Listener) acceptLoop() {
 	defer l.wg.Done()

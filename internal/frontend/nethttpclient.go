@@ -80,6 +80,11 @@ func (c *netHTTPClient) Start(h *balancer.ResponseHead) error {
 	if h.Length >= 0 {
 		hdr["Content-Length"] = []string{strconv.FormatInt(h.Length, 10)}
 	}
+	if c.h.l.closeAfterAnswer() {
+		// net/http closes an HTTP/1 connection after this answer, and sends an HTTP/2
+		// one a GOAWAY (the field itself is not sent on HTTP/2).
+		hdr["Connection"] = []string{"close"}
+	}
 	c.deadline()
 	c.w.WriteHeader(h.Code)
 	return c.err()
