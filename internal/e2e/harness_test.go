@@ -152,7 +152,7 @@ func newUser(t *testing.T, f *fleet.Fleet, c *http.Client, name string) *user {
 }
 
 // newUserAt is newUser through the lb at base.
-func newUserAt(t *testing.T, base string, c *http.Client, name string) *user {
+func newUserAt(t testing.TB, base string, c *http.Client, name string) *user {
 	t.Helper()
 	ctx := t.Context()
 	u := &user{name: name, password: "correct horse " + name, base: base, c: c}
@@ -185,7 +185,7 @@ func (u *user) me(ctx context.Context) (instance, version string, err error) {
 }
 
 // upload posts size random bytes as a file through lb.
-func (u *user) upload(t *testing.T, name string, size int) file {
+func (u *user) upload(t testing.TB, name string, size int) file {
 	t.Helper()
 	data := make([]byte, size)
 	_, _ = rand.Read(data)

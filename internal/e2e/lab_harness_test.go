@@ -24,7 +24,7 @@ import (
 // labUsers creates n users, each with its own client on the client host (its own
 // connections to the virtual IP, cookies; every other one speaks HTTP/1.1, the rest
 // HTTP/2) and one uploaded file of size bytes.
-func labUsers(t *testing.T, f *labfleet.Fleet, prefix string, n, size int) []*user {
+func labUsers(t testing.TB, f *labfleet.Fleet, prefix string, n, size int) []*user {
 	t.Helper()
 	var users []*user
 	for i := range n {
