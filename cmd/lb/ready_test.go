@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +95,20 @@ func TestServeReadyz(t *testing.T) {
 			}
 			if v, ok := metricValue(t, l.addrs["admin"], "lb_ready"); !ok || v != wantMetric {
 				t.Errorf("lb_ready = %v (present %t), want %v: the metric follows /readyz", v, ok, wantMetric)
+			}
+			// An answer while not ready closes its connection, so that a client reconnects (to
+			// the other lb of a pair, once the address has moved); while ready it is kept.
+			// (Not asked of frozen backends: the answer would take per_try_timeout.)
+			if !slices.Contains(tt.kinds, "frozen") {
+				resp, err := http.Get("http://" + l.addrs["http"] + "/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.Close != (tt.want != "ready") {
+					t.Errorf("GET / (%d): Connection: close %t, want %t while /readyz says %s", resp.StatusCode, resp.Close, tt.want != "ready", tt.want)
+				}
 			}
 			out, errOut, exit := runCLI(t, nil, "ready", "-admin", "http://"+l.addrs["admin"])
 			wantExit := 1

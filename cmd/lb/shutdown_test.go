@@ -1,11 +1,12 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"testing"
@@ -113,8 +114,9 @@ func waitStopsAccepting(t *testing.T, addr string, t0 time.Time, delay time.Dura
 }
 
 // TestServeShutdownDelay: on SIGTERM /readyz answers 503 at once, lb goes on accepting and
-// serving (kept-alive and new connections, no "Connection: close") for shutdown_delay, then
-// stops accepting and lets the request in flight finish.
+// serving for shutdown_delay (a connection kept alive from before the signal, and new ones;
+// each answer with "Connection: close"), then stops accepting and lets the request in
+// flight finish.
 func TestServeShutdownDelay(t *testing.T) {
 	const delay = 2 * time.Second
 	started := make(chan struct{}, 1)
@@ -137,8 +139,20 @@ func TestServeShutdownDelay(t *testing.T) {
 	kept := &http.Client{Transport: &http.Transport{}}
 	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	t.Cleanup(kept.CloseIdleConnections)
+	stopping := false // answers close their connections from SIGTERM on
+	reused := 0       // requests of kept on a connection it had used before
 	get := func(c *http.Client, path string) error {
-		resp, err := c.Get("http://" + l.addrs["http"] + path)
+		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) {
+				if info.Reused && c == kept {
+					reused++
+				}
+			}})
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.addrs["http"]+path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.Do(req)
 		if err != nil {
 			return err
 		}
@@ -149,8 +163,8 @@ func TestServeShutdownDelay(t *testing.T) {
 			return err
 		case resp.StatusCode != 200 || string(body) != "ok":
 			return fmt.Errorf("%d %q", resp.StatusCode, body)
-		case resp.Close && c == kept:
-			return errors.New("Connection: close during shutdown_delay")
+		case c == kept && resp.Close != stopping:
+			return fmt.Errorf("Connection: close %t, want %t", resp.Close, stopping)
 		}
 		return nil
 	}
@@ -170,7 +184,14 @@ func TestServeShutdownDelay(t *testing.T) {
 	if v, ok := metricValue(t, l.addrs["admin"], "lb_ready"); !ok || v != 0 {
 		t.Errorf("lb_ready while stopping = %v (present %t), want 0", v, ok)
 	}
-	// Still serving, on the old connection and on new ones, until half the delay is over.
+	// Still serving, on the old connection and on new ones, until half the delay is over:
+	// the connection kept alive from before the signal was not closed (a request may
+	// already be on its way), and each answer now closes its connection, so that clients
+	// reconnect, to the other lb of a pair once the address has moved.
+	stopping = true
+	if err := get(kept, "/"); err != nil || reused != 1 {
+		t.Fatalf("the connection kept alive across SIGTERM: %v, reused %d times, want once", err, reused)
+	}
 	n := 0
 	for time.Since(t0) < delay/2 {
 		for _, c := range []*http.Client{kept, fresh} {
