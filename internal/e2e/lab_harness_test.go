@@ -128,9 +128,3 @@ func recovered(t *testing.T, f *labfleet.Fleet, lb *labfleet.LB) {
 	waitFor(t, 30*time.Second, lb.Name+" ready", func() bool { return lb.Ready(t.Context()) == nil })
 	time.Sleep(3 * time.Second) // rise 2 at interval 1s, with a margin
 }
-
-// getOK is a GET through the virtual IP expecting 200.
-func getOK(ctx context.Context, c *http.Client, url string) error {
-	_, _, err := fleet.Get(ctx, c, url, http.StatusOK)
-	return err
-}

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"context"
-	"net/http"
 	"syscall"
 	"testing"
 	"time"
@@ -149,13 +147,6 @@ func TestLabPair(t *testing.T) {
 
 	t.Run("blackhole", func(t *testing.T) { blackholeApp(t, f, users) })
 	t.Run("partition", func(t *testing.T) { partitionLB(t, f, users[2:]) })
-}
-
-// ctxGet is a GET of url through c bounded by d.
-func ctxGet(ctx context.Context, c *http.Client, url string, d time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	return getOK(ctx, c, url)
 }
 
 // plannedUploads is a loop of small uploads per user beside a planned stop.
