@@ -109,6 +109,7 @@ func TestLBNotifyScript(t *testing.T) {
 		onLo        bool // VIP is on lo already
 		sysctlFails bool // arp_ignore cannot be set
 		peerSilent  bool // the probe of the peer's host times out
+		onIface     bool // VIP is on eth0 (this node holds it)
 		hookMode    os.FileMode
 		wantCalls   []string // in order, among the fakes' calls
 		notCalls    []string
@@ -121,9 +122,11 @@ func TestLBNotifyScript(t *testing.T) {
 			notCalls: []string{"nft delete"},
 			wantLog:  []string{"INSTANCE lb is MASTER (priority 100), virtual IP " + vip},
 			wantHook: "MASTER " + vip},
-		{name: "master whose peer is silent hands nothing back", state: "MASTER", peerSilent: true, hookMode: 0o755,
+		{name: "master whose peer is silent hands nothing back", state: "MASTER", peerSilent: true, onIface: true, hookMode: 0o755,
 			wantCalls: []string{"nft delete table ip lb_handover"}, notCalls: []string{"nft -f -"},
 			wantLog: []string{"peer " + peer + " does not answer"}, wantHook: "MASTER " + vip},
+		{name: "a master run that ends after the address left keeps the rule", state: "MASTER", peerSilent: true, hookMode: 0o755,
+			notCalls: []string{"nft delete", "nft -f -"}, wantHook: "MASTER " + vip},
 		{name: "backup keeps the address on lo, ARP silenced first", state: "BACKUP", hookMode: 0o755,
 			wantCalls: []string{"sysctl -q -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2", "ip -4 addr add " + vip + "/32 dev lo",
 				"nft -f -", "dup to " + peer},
@@ -143,6 +146,7 @@ func TestLBNotifyScript(t *testing.T) {
 			calls, logs, hookLog := filepath.Join(dir, "calls"), filepath.Join(dir, "log"), filepath.Join(dir, "hook.log")
 			writeScript(t, filepath.Join(dir, "ip"), `echo "ip $*" >> "$CALLS"
 [ "$*" = "-4 addr show dev lo" ] && [ -n "$ON_LO" ] && echo "    inet $ON_LO/32 scope global lo"
+[ "$*" = "-4 addr show dev eth0" ] && [ -n "$ON_IFACE" ] && echo "    inet $ON_IFACE/24 scope global eth0"
 [ "$1 $2 $3" = "-4 neigh show" ] && echo "$4 dev eth0 lladdr 02:00:00:00:00:02 REACHABLE"
 exit 0`)
 			writeScript(t, filepath.Join(dir, "nft"), `echo "nft $*" >> "$CALLS"; [ "$*" = "-f -" ] && cat >> "$CALLS"; exit 0`)
@@ -155,7 +159,10 @@ exit 0`)
 				t.Fatal(err)
 			}
 			cmd := exec.Command("sh", "keepalived/lb-notify.sh", vip, peer, "eth0", "INSTANCE", "lb", tt.state, "100")
-			onLo, status, timeoutStatus := "", "0", "1" // 1: the peer refused the probe
+			onLo, onIface, status, timeoutStatus := "", "", "0", "1" // 1: the peer refused the probe
+			if tt.onIface {
+				onIface = vip
+			}
 			if tt.peerSilent {
 				timeoutStatus = "124"
 			}
@@ -166,7 +173,7 @@ exit 0`)
 				status = "1"
 			}
 			cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "CALLS="+calls, "LOGS="+logs,
-				"HOOK_LOG="+hookLog, "LB_NOTIFY_HOOK="+hook, "ON_LO="+onLo, "SYSCTL_STATUS="+status, "TIMEOUT_STATUS="+timeoutStatus)
+				"HOOK_LOG="+hookLog, "LB_NOTIFY_HOOK="+hook, "ON_LO="+onLo, "ON_IFACE="+onIface, "SYSCTL_STATUS="+status, "TIMEOUT_STATUS="+timeoutStatus)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("lb-notify.sh: %v\n%s", err, out)
 			}

@@ -46,11 +46,15 @@ log "$kind $name is $state (priority $priority), virtual IP $vip"
 # arriving the moment it does.
 handover() {
 	# A TCP connection to the peer's host resolves its MAC; accepted or refused, the host
-	# is alive; a crashed one is silent.
+	# is alive; a crashed one is silent. keepalived runs notify scripts concurrently, so a
+	# MASTER run whose probe timed out while a partition healed may end after the BACKUP
+	# run that followed it: only a node still holding the address removes the rule.
 	timeout 0.5 bash -c "exec 3<>/dev/tcp/$peer/443" 2>/dev/null
 	if [ $? = 124 ]; then
-		nft delete table ip lb_handover 2>/dev/null
-		log "peer $peer does not answer: its connections are not handed back"
+		if [ "$state" = MASTER ] && ip -4 addr show dev "$iface" | grep -q " $vip/"; then
+			nft delete table ip lb_handover 2>/dev/null
+			log "peer $peer does not answer: its connections are not handed back"
+		fi
 		return
 	fi
 	mac=$(ip -4 neigh show "$peer" dev "$iface" | sed -n 's/.* lladdr \([0-9a-fA-F:]*\).*/\1/p')
