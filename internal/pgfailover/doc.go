@@ -19,16 +19,16 @@
 // node's ~/.pgpass, and initdb's trust records for TCP from loopback are removed, as in
 // production; without it, --auth trust --no-ssl.
 //
-// In the lab, for instance (ports must differ, see below):
+// In the lab, OnHost makes a node's spec from a lab host (lab.Host satisfies Host), with
+// ports from FreePorts (they must differ, see below), and Fast timeouts:
 //
+//	ports, err := pgfailover.FreePorts(3)
 //	f, err := pgfailover.Create(ctx, pgfailover.Options{
-//		Monitor: pgfailover.NodeSpec{Name: "monitor", Addr: mon.Addr().String(), Port: 6000, Start: mon.StartCmd},
-//		Nodes: []pgfailover.NodeSpec{
-//			{Name: "db-1", Addr: db1.Addr().String(), Port: 6001, Start: db1.StartCmd},
-//			{Name: "db-2", Addr: db2.Addr().String(), Port: 6002, Start: db2.StartCmd},
-//		},
+//		Monitor:  pgfailover.OnHost("monitor", mon, ports[0]),
+//		Nodes:    []pgfailover.NodeSpec{pgfailover.OnHost("db-1", db1, ports[1]), pgfailover.OnHost("db-2", db2, ports[2])},
 //		Network:  lab.Prefix.String(), // the data nodes reach the monitor from the lab's subnet
 //		Database: "outrigger",
+//		Timeouts: &pgfailover.Fast,
 //	})
 //	err = f.CreateOwner(ctx, "outrigger", password)                                // the app's role owns the database
 //	err = f.AddHBA(ctx, "host outrigger outrigger 198.18.0.0/24 scram-sha-256") // on every data node

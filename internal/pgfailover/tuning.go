@@ -45,6 +45,20 @@ var Tuned = Timeouts{
 	NetworkPartition:      5 * time.Second,
 }
 
+// Fast are the lab's timeouts (internal/labfleet, make lab): Tuned with the demote wait
+// at 5 s and the keepers' partition timeout at 3 s, still 2 s apart, so that a crashed
+// primary host is replaced about 3 s sooner. Production keeps Tuned: a keeper that misses
+// the monitor for 3 s on a busy network demotes its primary, an outage of its own.
+var Fast = Timeouts{
+	HealthCheckPeriod:     time.Second,
+	HealthCheckTimeout:    time.Second,
+	HealthCheckMaxRetries: 1,
+	HealthCheckRetryDelay: 500 * time.Millisecond,
+	NodeUnhealthy:         5 * time.Second,
+	PrimaryDemote:         5 * time.Second,
+	NetworkPartition:      3 * time.Second,
+}
+
 // Defaults are pg_auto_failover 2.0's own values, for reference.
 var Defaults = Timeouts{
 	HealthCheckPeriod:     5 * time.Second,

@@ -15,6 +15,7 @@ func TestTimeoutsValidate(t *testing.T) {
 	}{
 		{"tuned", func(*Timeouts) {}, ""},
 		{"pg_auto_failover defaults", func(x *Timeouts) { *x = Defaults }, ""},
+		{"the lab's", func(x *Timeouts) { *x = Fast }, ""},
 		{"demote equal to partition", func(x *Timeouts) { x.PrimaryDemote = x.NetworkPartition }, "two primaries"},
 		{"demote within the margin", func(x *Timeouts) { x.PrimaryDemote = x.NetworkPartition + time.Second }, "two primaries"},
 		{"partition not whole seconds", func(x *Timeouts) { x.NetworkPartition = 4500 * time.Millisecond }, "whole seconds"},
