@@ -42,7 +42,7 @@ type dbLoad struct {
 	acked     map[string]upload
 	refused   map[string]time.Time
 	lingering map[string]time.Time
-	bad     []string // violations seen (a partial file listed, a cookie rewritten, ...)
+	bad       []string // violations seen (a partial file listed, a cookie rewritten, ...)
 
 	stop chan struct{}
 	wg   sync.WaitGroup
