@@ -8,7 +8,7 @@ E2E_PKGS = ./internal/e2e/...
 H2SPEC_VERSION = v2.2.1+incompatible
 H2SPEC = $(CURDIR)/.cache/bin/h2spec
 
-.PHONY: all build demo test unit e2e vet bench fuzz h2spec h2spec-tool clean
+.PHONY: all build demo lab test unit e2e vet bench fuzz h2spec h2spec-tool clean
 
 all: build
 
@@ -23,6 +23,16 @@ demo:
 	$(GO) build -o bin/demo ./cmd/demo
 	@# not `go run`: it exits 1 after Ctrl-C even when the demo stopped cleanly
 	bin/demo
+
+## lab: (root) the highly available fleet in network namespaces, to break by hand: two lbs
+## with keepalived and a virtual IP, three apps, pg_auto_failover (monitor + two data nodes);
+## prints the URL and a menu (crash, freeze, blackhole, heal, boot, switchover, rollout)
+lab:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/lb ./cmd/lb
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/app ./cmd/app
+	$(GO) build -ldflags "-X main.version=$(VERSION)-next" -o bin/app-next ./cmd/app
+	$(GO) build -o bin/lab ./cmd/lab
+	bin/lab -lb bin/lb -app bin/app -app-next bin/app-next
 
 ## test: vet, unit tests with -race, then the end-to-end tests one package at a time
 test: vet unit e2e

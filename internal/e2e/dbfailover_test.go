@@ -52,7 +52,8 @@ func TestDatabaseFailover(t *testing.T) {
 	db := &labfleet.AutoFailover{}
 	t.Cleanup(func() { db.Close() }) // also when the fleet fails to start
 	start := time.Now()
-	fl := labfleet.ForTest(t, labfleet.Options{LB: bin.lb, App: bin.appV1, Database: db})
+	fl := labfleet.ForTest(t, labfleet.Options{LB: bin.lb, App: bin.appV1, Database: db,
+		LBConfig: labfleet.OutageLBConfig()})
 	t.Cleanup(func() {
 		if t.Failed() {
 			db.Formation().LogTails(t.Logf)

@@ -134,7 +134,7 @@ func (d *dbLoad) work(u *dbUser) {
 		select {
 		case <-d.stop:
 			return
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 		kind := dbOps[n%len(dbOps)]
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -229,7 +229,7 @@ func (d *dbLoad) fetch(ctx context.Context, u *dbUser, r *dbResult, f upload) er
 }
 
 func (d *dbLoad) upload(ctx context.Context, u *dbUser, r *dbResult, name string) error {
-	size := 16<<10 + int(time.Now().UnixNano()%(400<<10)) // up to two chunks
+	size := 16<<10 + int(time.Now().UnixNano()%(300<<10)) // one or two chunks
 	data := make([]byte, size)
 	rand.Read(data)
 	sum := sha256.Sum256(data)

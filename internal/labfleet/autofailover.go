@@ -162,3 +162,14 @@ func (a *AutoFailover) Close() error {
 	}
 	return f.Close()
 }
+
+// OutageLBConfig is Options.LBConfig for a fleet whose database can be away for seconds:
+// lb's health-check timeout (1 s) above what an app's /healthz may take then (its
+// database ping waits up to 500 ms before it answers "degraded"). With the fleet's
+// default 400 ms, every app times out its checks during a failover, so both lbs' /readyz
+// fail (no backend answers), keepalived lowers both, and when the database returns the
+// lb whose checks pass first preempts the other: the virtual IP moves, and every
+// connection to it is reset.
+func OutageLBConfig() map[string]any {
+	return map[string]any{"health_check": map[string]any{"interval": "1s", "timeout": "1s"}}
+}
