@@ -49,7 +49,9 @@ func startLab(ctx context.Context, o options) (*session, error) {
 	if s.machine, s.detach, err = l.Attach(ctx); err != nil {
 		return s, err
 	}
-	s.web = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+	// Above lb's per_try_timeout (10 s) + dial_timeout: what a request to a host that just
+	// crashed may take, before lb's checks mark it down.
+	s.web = &http.Client{Timeout: 12 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: s.fleet.CertPool}, DisableKeepAlives: true}}
 	return s, nil
 }
@@ -135,7 +137,7 @@ func (s *session) watch(ctx context.Context, p *printer, every time.Duration) {
 // nodes, and every host that is not simply up.
 func (s *session) status(ctx context.Context) string {
 	var parts []string
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 12*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.fleet.URL+"/healthz", nil)
 	if resp, err := s.web.Do(req); err != nil {

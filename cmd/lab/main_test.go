@@ -142,5 +142,7 @@ func webClient(t *testing.T, file string) *http.Client {
 	if !pool.AppendCertsFromPEM(pem) {
 		t.Fatalf("no certificate in %s", file)
 	}
-	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	// per_try_timeout (10 s) + dial_timeout + 1 s: a request lb sent to the crashed host
+	// on a kept-alive connection, before its checks marked it down, is retried after that.
+	return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
