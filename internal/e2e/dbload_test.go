@@ -44,6 +44,10 @@ type dbLoad struct {
 	lingering map[string]time.Time
 	bad       []string // violations seen (a partial file listed, a cookie rewritten, ...)
 
+	// moves are when the virtual IP changed hands (keepalived), seen every 50 ms: a
+	// connection to the address is reset then, whatever the database does.
+	moves []time.Time
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -71,6 +75,18 @@ type dbResult struct {
 }
 
 func (r dbResult) ok() bool { return r.err == "" }
+
+// movedNear reports whether the virtual IP changed hands while r was in flight (give or
+// take a second): a reset then is the lb pair's doing (DESIGN's point 5 counts it apart),
+// not the database's.
+func (d *dbLoad) movedNear(r dbResult) bool {
+	for _, m := range d.moves {
+		if m.After(r.start.Add(-time.Second)) && m.Before(r.end.Add(time.Second)) {
+			return true
+		}
+	}
+	return false
+}
 
 // unavailable is a 503 with Retry-After: what DESIGN allows while the database is away.
 func (r dbResult) unavailable() bool {
@@ -110,9 +126,29 @@ func (d *dbLoad) cookieOf(u *dbUser) string {
 	return strings.Join(parts, "; ")
 }
 
-// start starts the workers; halt stops them and waits.
-func (d *dbLoad) start() {
+// start starts the workers and the watch on the virtual IP; halt stops them and waits.
+func (d *dbLoad) start(fl *labfleet.Fleet) {
 	d.stop = make(chan struct{})
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		last := ""
+		for {
+			if h, err := fl.Holder(); err == nil && h.Name != last {
+				if last != "" {
+					d.mu.Lock()
+					d.moves = append(d.moves, time.Now())
+					d.mu.Unlock()
+				}
+				last = h.Name
+			}
+			select {
+			case <-d.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
 	for _, u := range d.users {
 		d.wg.Add(1)
 		go func() {
