@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -342,4 +344,35 @@ func round(ds []time.Duration) []time.Duration {
 		out[i] = d.Round(10 * time.Millisecond)
 	}
 	return out
+}
+
+// summary counts results by kind and outcome, e.g. "me 812 ok, 3×503; upload ...".
+func summary(rs []dbResult) string {
+	type key struct{ kind, outcome string }
+	n := map[key]int{}
+	for _, r := range rs {
+		o := "ok"
+		switch {
+		case r.ok():
+		case r.unavailable():
+			o = "503+Retry-After"
+		case r.status != 0:
+			o = fmt.Sprint(r.status)
+		default:
+			o = "no response"
+		}
+		n[key{r.kind, o}]++
+	}
+	var parts []string
+	for _, k := range dbOps {
+		var s []string
+		for kk, c := range n {
+			if kk.kind == k {
+				s = append(s, fmt.Sprintf("%d %s", c, kk.outcome))
+			}
+		}
+		sort.Strings(s)
+		parts = append(parts, k+" "+strings.Join(s, ", "))
+	}
+	return fmt.Sprintf("%d requests: %s", len(rs), strings.Join(parts, "; "))
 }

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -364,37 +363,6 @@ func (d *dbLoad) window(from, to time.Time) []dbResult {
 		}
 	}
 	return out
-}
-
-// summary counts results by kind and outcome, e.g. "me 812 ok, 3×503; upload ...".
-func summary(rs []dbResult) string {
-	type key struct{ kind, outcome string }
-	n := map[key]int{}
-	for _, r := range rs {
-		o := "ok"
-		switch {
-		case r.ok():
-		case r.unavailable():
-			o = "503+Retry-After"
-		case r.status != 0:
-			o = fmt.Sprint(r.status)
-		default:
-			o = "no response"
-		}
-		n[key{r.kind, o}]++
-	}
-	var parts []string
-	for _, k := range dbOps {
-		var s []string
-		for kk, c := range n {
-			if kk.kind == k {
-				s = append(s, fmt.Sprintf("%d %s", c, kk.outcome))
-			}
-		}
-		sort.Strings(s)
-		parts = append(parts, k+" "+strings.Join(s, ", "))
-	}
-	return fmt.Sprintf("%d requests: %s", len(rs), strings.Join(parts, "; "))
 }
 
 // get is a GET of url with u's session; the body when 200.
