@@ -79,7 +79,7 @@ func TestDatabaseFailover(t *testing.T) {
 	if _, err := fl.WaitHolder(ctx, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	load := newDBLoad(t, fl, 6)
+	load := newDBLoad(t, fl, 4)
 	load.start(fl)
 	halted := false
 	defer func() {
