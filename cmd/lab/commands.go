@@ -72,24 +72,31 @@ func (s *session) do(ctx context.Context, cmd string, args []string) (string, er
 func (s *session) fault(ctx context.Context, cmd string, h *lab.Host) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	mark := func(state string) { // "" clears
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if state == "" {
+			delete(s.faults, h.Name())
+		} else {
+			s.faults[h.Name()] = state
+		}
+	}
 	switch cmd {
 	case "crash":
-		delete(s.faults, h.Name())
+		mark("")
 		return h.Crash(ctx)
 	case "freeze":
 		if err := h.Freeze(ctx); err != nil {
 			return err
 		}
-		s.faults[h.Name()] = "frozen"
+		mark("frozen")
 	case "blackhole":
 		if err := h.Blackhole(ctx); err != nil {
 			return err
 		}
-		s.faults[h.Name()] = "blackholed"
+		mark("blackholed")
 	case "heal":
-		delete(s.faults, h.Name())
+		mark("")
 		return errors.Join(h.Thaw(ctx), h.Unblackhole(ctx))
 	case "boot":
 		if !h.Crashed() {

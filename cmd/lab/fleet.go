@@ -30,6 +30,7 @@ type session struct {
 
 	mu     sync.Mutex
 	faults map[string]string // host -> "frozen", "blackholed" (crashes: Host.Crashed)
+	webNow string            // the last probe's result (probeWeb)
 }
 
 // startLab builds the lab, the fleet and the link from the machine. On error the
@@ -74,6 +75,7 @@ func (s *session) serve(ctx context.Context, in io.Reader, p *printer, every tim
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
+	wg.Go(func() { s.probeWeb(ctx, every) })
 	wg.Go(func() { s.watch(ctx, p, every) })
 	lines := make(chan string)
 	go func() { // ends with in (or the process): a read cannot be cancelled
@@ -133,19 +135,41 @@ func (s *session) watch(ctx context.Context, p *printer, every time.Duration) {
 	}
 }
 
+// probeWeb asks GET /healthz through the virtual IP from the machine every interval, on
+// its own: a request lb sent to a host that just vanished may take per_try_timeout (10 s),
+// and the status line must not wait for it.
+func (s *session) probeWeb(ctx context.Context, every time.Duration) {
+	for ctx.Err() == nil {
+		res := "web DOWN"
+		rctx, cancel := context.WithTimeout(ctx, 12*time.Second)
+		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, s.fleet.URL+"/healthz", nil)
+		if resp, err := s.web.Do(req); err == nil {
+			resp.Body.Close()
+			res = fmt.Sprintf("web %d", resp.StatusCode)
+		}
+		cancel()
+		s.mu.Lock()
+		s.webNow = res
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-time.After(every):
+		}
+	}
+}
+
 // status is one line: the web through the virtual IP, who holds it, the database's
 // nodes, and every host that is not simply up.
 func (s *session) status(ctx context.Context) string {
-	var parts []string
-	ctx, cancel := context.WithTimeout(ctx, 12*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.fleet.URL+"/healthz", nil)
-	if resp, err := s.web.Do(req); err != nil {
-		parts = append(parts, "web DOWN")
-	} else {
-		resp.Body.Close()
-		parts = append(parts, fmt.Sprintf("web %d via %s", resp.StatusCode, resp.Header.Get("X-Instance")))
+	s.mu.Lock()
+	web := s.webNow
+	s.mu.Unlock()
+	if web == "" {
+		web = "web ?"
 	}
+	parts := []string{web}
 	if h, err := s.fleet.Holder(); err == nil {
 		parts = append(parts, "vip "+h.Name)
 	} else {
