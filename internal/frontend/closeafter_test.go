@@ -2,9 +2,6 @@ package frontend
 
 import (
 	"context"
-	"crypto/tls"
-	"io"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -20,55 +17,22 @@ import (
 func TestCloseAfterAnswer(t *testing.T) {
 	_, proxy := newTestProxy(t, lbtest.StartRecorder(t, nil).URL())
 	pair, roots := testCertificate(t)
-	for _, tc := range []struct {
-		name        string
-		netHTTPOnly bool
-		h2          bool
-	}{
-		{"loop", false, false},
-		{"nethttp", true, false},
-		{"h2", false, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
+	for _, p := range servingPaths() {
+		t.Run(p.name, func(t *testing.T) {
+			rig := newPathRig(t, p, proxy, pair, roots, "/close")
 			var closing atomic.Bool
-			opts := Options{Name: tc.name, Listener: ln, Proxy: proxy, NetHTTPOnly: tc.netHTTPOnly, Settings: testSettings,
-				CloseAfterAnswer: closing.Load}
-			tr := &http.Transport{}
-			url := "http://" + ln.Addr().String() + "/close"
-			if tc.h2 {
-				opts.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2", "http/1.1"}}
-				tr = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "lb.test"}, ForceAttemptHTTP2: true}
-				url = "https://" + ln.Addr().String() + "/close"
-			}
-			defer tr.CloseIdleConnections()
-			l := New(opts)
+			rig.opts.CloseAfterAnswer = closing.Load
+			l := New(rig.opts)
 			l.Start()
 			defer func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
-				tr.CloseIdleConnections()
+				rig.tr.CloseIdleConnections()
 				if err := l.Shutdown(ctx); err != nil {
 					t.Error(err)
 				}
 			}()
-			client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-			get := func() *http.Response {
-				t.Helper()
-				resp, err := client.Get(url)
-				if err != nil {
-					t.Fatal(err)
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if tc.h2 != (resp.ProtoMajor == 2) {
-					t.Fatalf("answer over %s", resp.Proto)
-				}
-				return resp
-			}
+			get := func() *http.Response { t.Helper(); return rig.get(t) }
 			accepted := func(n uint64) {
 				t.Helper()
 				waitLiveness(t, l, func(lv Liveness) bool { return lv.Accepted == n })
@@ -82,7 +46,7 @@ func TestCloseAfterAnswer(t *testing.T) {
 
 			closing.Store(true)
 			resp := get()
-			if !tc.h2 && !resp.Close {
+			if !p.h2 && !resp.Close {
 				t.Errorf("answer while CloseAfterAnswer: no Connection: close (%v)", resp.Header)
 			}
 			get()
