@@ -236,7 +236,7 @@ func BenchmarkKeepalivedTakeover(b *testing.B) {
 				next := p.other(holder)
 				recovered(b, p, next)
 				stop := make(chan struct{})
-				window := p.refusals(addr, stop)
+				window := p.client.RefusalWindow(addr, stop)
 				time.Sleep(50 * time.Millisecond)
 				b.StartTimer()
 				c.fault(b, p, holder)

@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -301,40 +299,4 @@ func get(c *http.Client, url string) (string, error) {
 		return "", errors.New(resp.Status)
 	}
 	return strings.TrimRight(string(b), "\n\x00"), nil
-}
-
-// refusals counts, until stop is closed, the new connections to addr from the client
-// host that are refused, one attempt every 10 ms, and returns how long refusals went on:
-// from the first to the last one seen.
-func (p *lbPair) refusals(addr string, stop <-chan struct{}) <-chan time.Duration {
-	out := make(chan time.Duration, 1)
-	go func() {
-		var first, last time.Time
-		for {
-			select {
-			case <-stop:
-				if first.IsZero() {
-					out <- 0
-				} else {
-					out <- last.Sub(first) + 10*time.Millisecond
-				}
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-			c, err := p.client.DialContext(ctx, "tcp", addr)
-			cancel()
-			if err == nil {
-				c.Close()
-				continue
-			}
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				if first.IsZero() {
-					first = time.Now()
-				}
-				last = time.Now()
-			}
-		}
-	}()
-	return out
 }

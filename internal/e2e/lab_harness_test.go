@@ -1,16 +1,13 @@
 package e2e
 
 import (
-	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -58,43 +55,6 @@ func failures(r fleet.Result) (refused, other int) {
 	return refused, other
 }
 
-// refusalWindow dials the virtual IP from the client host every 10 ms until stop is
-// closed and returns how long connections were refused: from the first refusal seen to
-// the last (0: none).
-func refusalWindow(f *labfleet.Fleet, stop <-chan struct{}) <-chan time.Duration {
-	out := make(chan time.Duration, 1)
-	addr := net.JoinHostPort(f.VIP.String(), strconv.Itoa(labfleet.HTTPSPort))
-	go func() {
-		var first, last time.Time
-		for {
-			select {
-			case <-stop:
-				if first.IsZero() {
-					out <- 0
-				} else {
-					out <- last.Sub(first) + 10*time.Millisecond
-				}
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-			c, err := f.Client.DialContext(ctx, "tcp", addr)
-			cancel()
-			if err == nil {
-				c.Close()
-				continue
-			}
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				if first.IsZero() {
-					first = time.Now()
-				}
-				last = time.Now()
-			}
-		}
-	}()
-	return out
-}
-
 // waitMove waits up to limit until to alone holds the virtual IP and returns how long
 // that took.
 func waitMove(t *testing.T, f *labfleet.Fleet, to *labfleet.LB, limit time.Duration) time.Duration {
@@ -127,4 +87,10 @@ func recovered(t *testing.T, f *labfleet.Fleet, lb *labfleet.LB) {
 	t.Helper()
 	waitFor(t, 30*time.Second, lb.Name+" ready", func() bool { return lb.Ready(t.Context()) == nil })
 	time.Sleep(3 * time.Second) // rise 2 at interval 1s, with a margin
+}
+
+// refusalWindow is how long connections to the virtual IP from the client host were
+// refused until stop is closed (lab.Host.RefusalWindow).
+func refusalWindow(f *labfleet.Fleet, stop <-chan struct{}) <-chan time.Duration {
+	return f.Client.RefusalWindow(net.JoinHostPort(f.VIP.String(), strconv.Itoa(labfleet.HTTPSPort)), stop)
 }

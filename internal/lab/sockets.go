@@ -2,10 +2,12 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"syscall"
 	"time"
 )
 
@@ -70,4 +72,42 @@ func (h *Host) HTTPTransport() *http.Transport {
 // request timeout (0: none).
 func (h *Host) HTTPClient(timeout time.Duration) *http.Client {
 	return &http.Client{Transport: h.HTTPTransport(), Timeout: timeout}
+}
+
+// RefusalWindow dials addr from h every 10 ms until stop is closed and then sends how long
+// connections were refused: from the first refusal seen to the last, plus one interval
+// (0: none). Dials that time out or succeed do not count; it measures how long a host that
+// lost its server still held the address.
+func (h *Host) RefusalWindow(addr string, stop <-chan struct{}) <-chan time.Duration {
+	const every = 10 * time.Millisecond
+	out := make(chan time.Duration, 1)
+	go func() {
+		var first, last time.Time
+		for {
+			select {
+			case <-stop:
+				if first.IsZero() {
+					out <- 0
+				} else {
+					out <- last.Sub(first) + every
+				}
+				return
+			case <-time.After(every):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			c, err := h.DialContext(ctx, "tcp", addr)
+			cancel()
+			if err == nil {
+				c.Close()
+				continue
+			}
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				if first.IsZero() {
+					first = time.Now()
+				}
+				last = time.Now()
+			}
+		}
+	}()
+	return out
 }
