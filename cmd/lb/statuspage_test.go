@@ -92,17 +92,35 @@ func browser(t *testing.T) (ctx context.Context, log func() []chromedp.ConsoleMe
 }
 
 // artifactDir is where tests keep files for people to look at after a run:
-// $LB_TEST_ARTIFACTS, else outrigger-test-artifacts in the temporary directory.
+// $LB_TEST_ARTIFACTS, else outrigger-test-artifacts in the temporary directory, or
+// outrigger-test-artifacts-UID when that one is another user's.
 func artifactDir(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("LB_TEST_ARTIFACTS")
-	if dir == "" {
-		dir = filepath.Join(os.TempDir(), "outrigger-test-artifacts")
+	if dir := os.Getenv("LB_TEST_ARTIFACTS"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return dir
 	}
+	dir := filepath.Join(os.TempDir(), "outrigger-test-artifacts")
+	if os.MkdirAll(dir, 0o755) == nil && writable(dir) {
+		return dir
+	}
+	dir = fmt.Sprintf("%s-%d", dir, os.Getuid())
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// writable reports whether this process can create files in dir.
+func writable(dir string) bool {
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return os.Remove(f.Name()) == nil
 }
 
 // pageRow is one backend row of the status page, as shown.
