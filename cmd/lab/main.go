@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -45,13 +46,27 @@ type options struct {
 	statusEvery      time.Duration
 }
 
+// absBinaries makes the binaries' paths absolute, since the lab starts each process in its
+// host's own directory, and checks that they exist.
+func (o *options) absBinaries() error {
+	for _, b := range []*string{&o.lb, &o.app, &o.appNext} {
+		abs, err := filepath.Abs(*b)
+		if err != nil {
+			return fmt.Errorf("binary %s: %w", *b, err)
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("binary %s: %w (make lab builds them)", *b, err)
+		}
+		*b = abs
+	}
+	return nil
+}
+
 // run starts the lab and the fleet, serves the menu on in until quit, the end of in or
 // ctx's end, and removes everything before it returns.
 func run(ctx context.Context, in io.Reader, out io.Writer, o options) (err error) {
-	for _, b := range []string{o.lb, o.app, o.appNext} {
-		if _, err := os.Stat(b); err != nil {
-			return fmt.Errorf("binary %s: %w (make lab builds them)", b, err)
-		}
+	if err := o.absBinaries(); err != nil {
+		return err
 	}
 	p := newPrinter(out)
 	p.say("starting the lab: 2 lbs + keepalived, %d apps, pg_auto_failover monitor + 2 data nodes (about 30 s)...", o.apps)

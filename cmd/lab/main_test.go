@@ -146,3 +146,32 @@ func webClient(t *testing.T, file string) *http.Client {
 	// on a kept-alive connection, before its checks marked it down, is retried after that.
 	return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
+
+// TestAbsBinaries: `make lab` names the binaries relative to the repository, and every
+// process starts in its host's own directory, so the paths must be made absolute first
+// (a relative one failed as "fork/exec bin/app: no such file or directory").
+func TestAbsBinaries(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"lb", "app", "app-next"} {
+		if err := os.WriteFile(filepath.Join(dir, "bin", name), nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(dir)
+	o := options{lb: "bin/lb", app: "bin/app", appNext: "./bin/app-next"}
+	if err := o.absBinaries(); err != nil {
+		t.Fatal(err)
+	}
+	for _, got := range []string{o.lb, o.app, o.appNext} {
+		if !filepath.IsAbs(got) || !strings.HasPrefix(got, dir) {
+			t.Errorf("binary path %q, want an absolute path under %s", got, dir)
+		}
+	}
+	o = options{lb: "bin/lb", app: "bin/missing", appNext: "bin/app-next"}
+	if err := o.absBinaries(); err == nil || !strings.Contains(err.Error(), "bin/missing") || !strings.Contains(err.Error(), "make lab") {
+		t.Errorf("missing binary: %v, want an error naming it and make lab", err)
+	}
+}
