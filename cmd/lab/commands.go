@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"outrigger/internal/fleet"
 	"outrigger/internal/lab"
 	"outrigger/internal/labfleet"
 )
@@ -151,7 +152,9 @@ func (s *session) rollout(ctx context.Context) (string, error) {
 				return "", fmt.Errorf("drain %s on %s: %w", a.Name, lb.Name, err)
 			}
 		}
-		time.Sleep(500 * time.Millisecond) // in-flight requests finish (SHUTDOWN_DELAY covers the rest)
+		if n := s.waitDrained(ctx, live, a.Name); n > 0 {
+			notes = append(notes, fmt.Sprintf("%s restarted with %d requests in flight", a.Name, n))
+		}
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
 		err := a.Restart(rctx, bin)
 		if err == nil {
@@ -170,6 +173,32 @@ func (s *session) rollout(ctx context.Context) (string, error) {
 	}
 	s.next = 1 - s.next
 	return strings.Join(notes, "; "), nil
+}
+
+// drainWait bounds the wait for a drained app's in-flight requests, as lb rollout's
+// -drain-timeout does.
+const drainWait = 30 * time.Second
+
+// waitDrained waits, up to drainWait, until no lb of live has a request in flight on the
+// app named name, and returns how many were still in flight when the wait ended.
+func (s *session) waitDrained(ctx context.Context, live []*labfleet.LB, name string) int64 {
+	ctx, cancel := context.WithTimeout(ctx, drainWait)
+	defer cancel()
+	var left int64
+	for _, lb := range live {
+		var last int64
+		_ = lb.Admin.WaitFor(ctx, func(bs []fleet.Backend) bool {
+			last = 0
+			for _, b := range bs {
+				if b.Name == name {
+					last = b.InFlight
+				}
+			}
+			return last == 0
+		})
+		left += last
+	}
+	return left
 }
 
 // liveLBs are the lbs whose host is neither crashed, frozen nor blackholed, and whose lb
