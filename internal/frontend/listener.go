@@ -47,10 +47,10 @@ type Options struct {
 	// Logger receives the listener's own lines (refused requests, accept errors).
 	Logger *slog.Logger
 	// Proxy, if set, makes this a proxy listener: every request is forwarded through it.
-	// HTTP/1 requests go to lb's own connection loop, HTTP/2 ones through net/http.
+	// HTTP/1 requests go to lb's own connection loop, HTTP/2 ones to lb's own HTTP/2 server.
 	Proxy *balancer.Proxy
-	// NetHTTPOnly sends HTTP/1 requests of a proxy listener through net/http too (behind the
-	// gate that applies h1's rules): LB_FAST_PATH=off.
+	// NetHTTPOnly serves the requests of a proxy listener with net/http instead: HTTP/1
+	// behind the gate that applies h1's rules, HTTP/2 on net/http's server (LB_FAST_PATH=off).
 	NetHTTPOnly bool
 	// Handler serves a listener that is not a proxy (the admin API, ACME answers and
 	// redirects), behind the same gate.
@@ -73,6 +73,7 @@ type Listener struct {
 	opts    Options
 	handler http.Handler // what net/http serves: the proxy adapter or opts.Handler
 	loop    *loop        // lb's HTTP/1.1 connection loop; nil when net/http serves HTTP/1
+	h2      *h2Server    // lb's HTTP/2 server; nil when net/http serves HTTP/2
 	stopCtx context.Context
 	stop    context.CancelFunc
 	wg      sync.WaitGroup // accept loop and connection goroutines
@@ -98,6 +99,7 @@ func New(opts Options) *Listener {
 		l.handler = &proxyHandler{l: l, proxy: opts.Proxy}
 		if !opts.NetHTTPOnly {
 			l.loop = newLoop(l)
+			l.h2 = newH2Server(l)
 		}
 	}
 	l.stopCtx, l.stop = context.WithCancel(context.Background())
@@ -216,6 +218,10 @@ func (l *Listener) serveConn(c net.Conn, headDeadline time.Time) {
 	cs := tc.ConnectionState()
 	switch cs.NegotiatedProtocol {
 	case "h2":
+		if l.h2 != nil {
+			l.h2.serve(tc, headDeadline)
+			return
+		}
 		l.deliver(tc)
 	case "acme-tls/1":
 		_ = tc.Close() // the handshake itself answered the challenge
@@ -284,7 +290,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 		l.opts.Limiter.Close() // an accept waiting for a slot stops too
 	}
 	var wg sync.WaitGroup
-	errs := make([]error, len(all)+1)
+	errs := make([]error, len(all)+2)
 	for i, s := range all {
 		wg.Add(1)
 		go func() {
@@ -302,6 +308,16 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 			if err := l.loop.shutdown(ctx); err != nil {
 				errs[len(all)] = err
 				l.loop.closeAll()
+			}
+		}()
+	}
+	if l.h2 != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !l.h2.shutdown(ctx.Done()) {
+				errs[len(all)+1] = ctx.Err()
+				l.h2.closeAll()
 			}
 		}()
 	}

@@ -1,6 +1,9 @@
 package h1
 
-import "net/textproto"
+import (
+	"net/textproto"
+	"strings"
+)
 
 // Kind classifies a header field name, ASCII case-insensitively.
 type Kind uint8
@@ -69,6 +72,24 @@ var kindKeys = func() (keys [len(kindNames)]string) {
 	}
 	return keys
 }()
+
+// kindLower are the names of the kinds in lower case, as HTTP/2 sends them; built once, only
+// read afterwards.
+var kindLower = func() (names [len(kindNames)]string) {
+	for k, name := range kindNames {
+		names[k] = strings.ToLower(name)
+	}
+	return names
+}()
+
+// LowerName returns k's field name in lower case ("x-request-id"), "" for KindOther and
+// unknown values. It does not allocate.
+func (k Kind) LowerName() string {
+	if int(k) < len(kindLower) && k != KindOther {
+		return kindLower[k]
+	}
+	return ""
+}
 
 // HeaderKey returns k's field name as a key of net/http's Header ("X-Request-Id"), "" for
 // KindOther and unknown values. It does not allocate.

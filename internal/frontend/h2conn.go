@@ -1,0 +1,423 @@
+package frontend
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2Conn is one HTTP/2 client connection on lb's own HTTP/2 server: one goroutine reads
+// frames and keeps the connection's state (streams, flow control toward lb, settings), one
+// goroutine per request stream forwards it through the Proxy, and one writes what they all
+// produce (h2Writer).
+type h2Conn struct {
+	srv  *h2Server
+	c    net.Conn
+	peer netip.Addr
+	set  Settings
+	fr   *http2.Framer
+	w    h2Writer
+
+	// Read side, of the read loop only.
+	maxStreamID uint32 // the highest stream the client opened
+	sawSettings bool
+	// recvWindow is what the client may still send on the connection: the read loop takes
+	// from it, the streams give back what they read.
+	recvWindow atomic.Int64
+
+	mu           sync.Mutex // guards what follows
+	streams      map[uint32]*h2Stream
+	goingAway    bool   // a GOAWAY went out: no new stream is taken
+	lastID       uint32 // the last stream a GOAWAY promised to serve
+	closing      bool   // the connection is ending: every stream is being cut
+	recvConsumed int64  // bytes read by streams (or discarded) not yet given back
+
+	handlers sync.WaitGroup // the streams' goroutines
+}
+
+// What lb's HTTP/2 server announces.
+const (
+	h2MaxStreams   = 250       // SETTINGS_MAX_CONCURRENT_STREAMS, as net/http's server
+	h2StreamWindow = 256 << 10 // SETTINGS_INITIAL_WINDOW_SIZE: request body bytes a stream may have in flight
+	h2ConnWindow   = 1 << 20   // the connection's window for request bodies
+	h2GoAwayLinger = time.Second
+	h2MaxFrameSize = 16 << 10 // SETTINGS_MAX_FRAME_SIZE, left at its default: a longer frame is an error
+)
+
+// serve runs the connection until the client closes it, an error, an idle timeout or
+// shutdown.
+func (hc *h2Conn) serve(headDeadline time.Time) {
+	hc.fr = http2.NewFramer(io.Discard, hc.c)
+	hc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	hc.fr.MaxHeaderListSize = uint32(max(hc.set.MaxHeaderBytes, 1))
+	hc.fr.SetReuseFrames()
+	hc.fr.SetMaxReadFrameSize(h2MaxFrameSize)
+	hc.w.init(hc.c, hc.set.WriteTimeout)
+	stop := make(chan struct{})
+	go hc.w.run(stop)
+	defer func() {
+		hc.cutStreams()
+		hc.handlers.Wait()
+		hc.w.fail(net.ErrClosed)
+		close(stop)
+		<-hc.w.done
+	}()
+	hc.recvWindow.Store(h2ConnWindow)
+	_ = hc.c.SetReadDeadline(headDeadline) // the preface and SETTINGS, from the accept
+	if !hc.readPreface() {
+		return
+	}
+	hc.w.settings(
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamWindow},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: hc.fr.MaxHeaderListSize},
+	)
+	hc.w.windowUpdate(0, h2ConnWindow-65535)
+	for {
+		f, err := hc.fr.ReadFrame()
+		if err != nil {
+			if !hc.readFailed(err) {
+				return
+			}
+			continue
+		}
+		if !hc.sawSettings {
+			sf, ok := f.(*http2.SettingsFrame)
+			if !ok || sf.IsAck() {
+				hc.connError(http2.ErrCodeProtocol)
+				return
+			}
+			hc.sawSettings = true
+			hc.armIdle()
+		}
+		if code, ok := hc.process(f); !ok {
+			hc.connError(code)
+			return
+		}
+	}
+}
+
+// readPreface reads the client's connection preface.
+func (hc *h2Conn) readPreface() bool {
+	var buf [len(http2.ClientPreface)]byte
+	if _, err := io.ReadFull(hc.c, buf[:]); err != nil {
+		return false
+	}
+	return string(buf[:]) == http2.ClientPreface
+}
+
+// readFailed handles an error of ReadFrame: a stream error resets that stream and the
+// connection goes on (true); anything else ends the connection, with a GOAWAY for a
+// connection error.
+func (hc *h2Conn) readFailed(err error) bool {
+	var se http2.StreamError
+	if errors.As(err, &se) {
+		hc.noteStreamID(se.StreamID)
+		if st := hc.stream(se.StreamID); st != nil {
+			hc.resetStream(st, se.Code)
+		} else {
+			hc.w.rstStream(se.StreamID, se.Code)
+		}
+		return true
+	}
+	var ce http2.ConnectionError
+	switch {
+	case errors.As(err, &ce):
+		hc.connError(http2.ErrCode(ce))
+	case errors.Is(err, http2.ErrFrameTooLarge):
+		hc.connError(http2.ErrCodeFrameSize)
+	}
+	return false
+}
+
+// noteStreamID records a stream the client opened with a header block that failed.
+func (hc *h2Conn) noteStreamID(id uint32) {
+	if id%2 == 1 && id > hc.maxStreamID {
+		hc.maxStreamID = id
+	}
+}
+
+// connError ends the connection with a GOAWAY carrying code, sent before the close.
+func (hc *h2Conn) connError(code http2.ErrCode) {
+	hc.w.goAway(hc.maxStreamID, code)
+	hc.cutStreams()
+	hc.w.drain()
+}
+
+// process handles one frame; false (with the code) for a connection error.
+func (hc *h2Conn) process(f http2.Frame) (http2.ErrCode, bool) {
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		return hc.onHeaders(f)
+	case *http2.DataFrame:
+		return hc.onData(f)
+	case *http2.SettingsFrame:
+		return hc.onSettings(f)
+	case *http2.WindowUpdateFrame:
+		return hc.onWindowUpdate(f)
+	case *http2.RSTStreamFrame:
+		if f.StreamID > hc.maxStreamID {
+			return http2.ErrCodeProtocol, false // an idle stream
+		}
+		if st := hc.stream(f.StreamID); st != nil {
+			st.reset.Store(true)
+			hc.w.closeSend(st)
+			st.clientGone()
+		}
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			hc.w.control(http2.FramePing, http2.FlagPingAck, 0, f.Data[:])
+		}
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			hc.w.rstStream(f.StreamID, http2.ErrCodeProtocol)
+		}
+	case *http2.GoAwayFrame:
+		hc.startGoAway() // the client opens no more streams: end once they are done
+	case *http2.PushPromiseFrame:
+		return http2.ErrCodeProtocol, false // a client must not push
+	}
+	return 0, true // unknown frames are ignored
+}
+
+// onSettings applies the client's settings and acknowledges them.
+func (hc *h2Conn) onSettings(f *http2.SettingsFrame) (http2.ErrCode, bool) {
+	if f.IsAck() {
+		return 0, true
+	}
+	code, ok := http2.ErrCode(0), true
+	_ = f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				code = http2.ErrCode(ce)
+			} else {
+				code = http2.ErrCodeProtocol
+			}
+			ok = false
+			return err
+		}
+		switch s.ID {
+		case http2.SettingHeaderTableSize:
+			hc.w.mu.Lock()
+			hc.w.enc.SetMaxDynamicTableSizeLimit(s.Val)
+			hc.w.mu.Unlock()
+		case http2.SettingMaxFrameSize:
+			hc.w.mu.Lock()
+			hc.w.maxFrame = int(s.Val)
+			hc.w.mu.Unlock()
+		case http2.SettingInitialWindowSize:
+			if !hc.setInitialWindow(int32(s.Val)) {
+				code, ok = http2.ErrCodeFlowControl, false
+				return errors.New("window overflow")
+			}
+		}
+		return nil
+	})
+	if !ok {
+		return code, false
+	}
+	hc.w.control(http2.FrameSettings, http2.FlagSettingsAck, 0)
+	return 0, true
+}
+
+// setInitialWindow applies a new SETTINGS_INITIAL_WINDOW_SIZE to every open stream's send
+// window; false if one would pass 2^31-1.
+func (hc *h2Conn) setInitialWindow(v int32) bool {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	w := &hc.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delta := int64(v) - int64(w.initialWindow)
+	w.initialWindow = v
+	for _, st := range hc.streams {
+		n := int64(st.sendWindow) + delta
+		if n > 1<<31-1 {
+			return false
+		}
+		st.sendWindow = int32(n)
+	}
+	w.cond.Broadcast()
+	return true
+}
+
+// onWindowUpdate grows a send window.
+func (hc *h2Conn) onWindowUpdate(f *http2.WindowUpdateFrame) (http2.ErrCode, bool) {
+	if f.StreamID == 0 {
+		if !hc.w.grow(nil, f.Increment) {
+			return http2.ErrCodeFlowControl, false
+		}
+		return 0, true
+	}
+	if f.StreamID > hc.maxStreamID {
+		return http2.ErrCodeProtocol, false // an idle stream
+	}
+	if st := hc.stream(f.StreamID); st != nil && !hc.w.grow(st, f.Increment) {
+		hc.resetStream(st, http2.ErrCodeFlowControl)
+	}
+	return 0, true
+}
+
+// onData passes a DATA frame's payload to its stream's body.
+func (hc *h2Conn) onData(f *http2.DataFrame) (http2.ErrCode, bool) {
+	id, n := f.StreamID, int64(f.Length)
+	if n > hc.recvWindow.Load() {
+		return http2.ErrCodeFlowControl, false
+	}
+	hc.recvWindow.Add(-n)
+	if id > hc.maxStreamID {
+		return http2.ErrCodeProtocol, false // an idle stream
+	}
+	st := hc.stream(id)
+	if st == nil || st.reset.Load() || st.remoteClosed() {
+		// A closed stream (or one whose body ended): refuse it, and give the bytes back to
+		// the connection's window.
+		hc.consumed(n)
+		if st != nil {
+			hc.resetStream(st, http2.ErrCodeStreamClosed)
+		} else {
+			hc.w.rstStream(id, http2.ErrCodeStreamClosed)
+		}
+		return 0, true
+	}
+	data := f.Data()
+	if pad := n - int64(len(data)); pad > 0 {
+		hc.consumed(pad) // padding is flow controlled but never read
+	}
+	if code := st.body.put(data, n-int64(len(data)), f.StreamEnded()); code != 0 {
+		hc.consumed(int64(len(data)))
+		hc.resetStream(st, code)
+	}
+	return 0, true
+}
+
+// consumed gives n bytes of the connection's window back to the client once enough of it
+// has been read.
+func (hc *h2Conn) consumed(n int64) {
+	hc.mu.Lock()
+	hc.recvConsumed += n
+	give := hc.recvConsumed
+	if give < h2ConnWindow/4 {
+		hc.mu.Unlock()
+		return
+	}
+	hc.recvConsumed = 0
+	hc.mu.Unlock()
+	hc.recvWindow.Add(give)
+	hc.w.windowUpdate(0, uint32(give))
+}
+
+// stream returns the open stream id, or nil.
+func (hc *h2Conn) stream(id uint32) *h2Stream {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	return hc.streams[id]
+}
+
+// resetStream sends RST_STREAM with code for st and ends it on lb's side.
+func (hc *h2Conn) resetStream(st *h2Stream, code http2.ErrCode) {
+	st.reset.Store(true)
+	hc.w.closeSend(st)
+	hc.w.rstStream(st.id, code)
+	st.clientGone()
+}
+
+// armIdle gives the read loop the idle timeout while no stream is open, and none while one
+// is; hc.mu must not be held.
+func (hc *h2Conn) armIdle() {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	hc.armIdleLocked()
+}
+
+func (hc *h2Conn) armIdleLocked() {
+	switch {
+	case len(hc.streams) > 0:
+		_ = hc.c.SetReadDeadline(time.Time{})
+	case hc.goingAway:
+		_ = hc.c.SetReadDeadline(time.Now().Add(h2GoAwayLinger))
+	case hc.set.IdleTimeout > 0:
+		_ = hc.c.SetReadDeadline(time.Now().Add(hc.set.IdleTimeout))
+	default:
+		_ = hc.c.SetReadDeadline(time.Time{})
+	}
+}
+
+// startGoAway sends a GOAWAY that promises the streams opened so far and takes no new one;
+// the connection closes once they are done (the read loop then reads a little longer, so that
+// the client sees the last answers rather than a reset).
+func (hc *h2Conn) startGoAway() {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	if hc.goingAway {
+		return
+	}
+	hc.goingAway, hc.lastID = true, hc.maxStreamID
+	hc.w.goAway(hc.lastID, http2.ErrCodeNo)
+	hc.armIdleLocked()
+}
+
+// shutdown has the connection end once its streams are done: a GOAWAY, and an idle
+// connection closes at once.
+func (hc *h2Conn) shutdown() {
+	hc.startGoAway()
+	hc.mu.Lock()
+	idle := len(hc.streams) == 0
+	hc.mu.Unlock()
+	if idle {
+		hc.w.drain()
+		_ = hc.c.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// cutStreams ends every stream at once: the connection is closing.
+func (hc *h2Conn) cutStreams() {
+	hc.mu.Lock()
+	hc.closing = true
+	streams := make([]*h2Stream, 0, len(hc.streams))
+	for _, st := range hc.streams {
+		streams = append(streams, st)
+	}
+	hc.mu.Unlock()
+	for _, st := range streams {
+		hc.w.closeSend(st)
+		st.clientGone()
+	}
+}
+
+// endStream removes st once its goroutine is done with it.
+func (hc *h2Conn) endStream(st *h2Stream) {
+	hc.mu.Lock()
+	delete(hc.streams, st.id)
+	if len(hc.streams) == 0 {
+		hc.armIdleLocked()
+	}
+	hc.mu.Unlock()
+}
+
+// isConnectionSpecific reports whether name is a field HTTP/2 forbids (RFC 9113 8.2.2).
+func isConnectionSpecific(name string) bool {
+	switch name {
+	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
+}
+
+// joinCookies joins the values of an HTTP/2 request's cookie fields as HTTP/1.1 wants them
+// (RFC 9113 8.2.3).
+func joinCookies(buf *bytes.Buffer, v string) {
+	if buf.Len() > 0 {
+		buf.WriteString("; ")
+	}
+	buf.WriteString(v)
+}
