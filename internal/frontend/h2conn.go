@@ -31,14 +31,14 @@ type h2Conn struct {
 	sawSettings bool
 	// recvWindow is what the client may still send on the connection: the read loop takes
 	// from it, the streams give back what they read.
-	recvWindow atomic.Int64
+	recvWindow   atomic.Int64
+	recvConsumed atomic.Int64 // bytes read by streams (or discarded) not yet given back
 
 	mu           sync.Mutex // guards what follows
 	streams      map[uint32]*h2Stream
 	goingAway    bool   // a GOAWAY went out: no new stream is taken
 	lastID       uint32 // the last stream a GOAWAY promised to serve
 	closing      bool   // the connection is ending: every stream is being cut
-	recvConsumed int64  // bytes read by streams (or discarded) not yet given back
 
 	handlers sync.WaitGroup // the streams' goroutines
 }
@@ -66,6 +66,7 @@ func (hc *h2Conn) serve(headDeadline time.Time) {
 	defer func() {
 		hc.cutStreams()
 		hc.handlers.Wait()
+		hc.w.drain() // the last frames (a GOAWAY, resets), within write_timeout
 		hc.w.fail(net.ErrClosed)
 		close(stop)
 		<-hc.w.done
@@ -85,6 +86,7 @@ func (hc *h2Conn) serve(headDeadline time.Time) {
 		f, err := hc.fr.ReadFrame()
 		if err != nil {
 			if !hc.readFailed(err) {
+				hc.sayGoodbye(err)
 				return
 			}
 			continue
@@ -121,9 +123,7 @@ func (hc *h2Conn) readFailed(err error) bool {
 	var se http2.StreamError
 	if errors.As(err, &se) {
 		hc.noteStreamID(se.StreamID)
-		if st := hc.stream(se.StreamID); st != nil {
-			hc.resetStream(st, se.Code)
-		} else {
+		if !hc.withStream(se.StreamID, func(st *h2Stream) { hc.resetStream(st, se.Code) }) {
 			hc.w.rstStream(se.StreamID, se.Code)
 		}
 		return true
@@ -136,6 +136,21 @@ func (hc *h2Conn) readFailed(err error) bool {
 		hc.connError(http2.ErrCodeFrameSize)
 	}
 	return false
+}
+
+// sayGoodbye sends a GOAWAY to a connection that reached its idle timeout, as net/http's
+// server does, so that the client knows no request was lost.
+func (hc *h2Conn) sayGoodbye(err error) {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return
+	}
+	hc.mu.Lock()
+	idle := len(hc.streams) == 0 && !hc.goingAway
+	hc.mu.Unlock()
+	if idle {
+		hc.w.goAway(hc.maxStreamID, http2.ErrCodeNo)
+	}
 }
 
 // noteStreamID records a stream the client opened with a header block that failed.
@@ -167,11 +182,11 @@ func (hc *h2Conn) process(f http2.Frame) (http2.ErrCode, bool) {
 		if f.StreamID > hc.maxStreamID {
 			return http2.ErrCodeProtocol, false // an idle stream
 		}
-		if st := hc.stream(f.StreamID); st != nil {
+		hc.withStream(f.StreamID, func(st *h2Stream) {
 			st.reset.Store(true)
 			hc.w.closeSend(st)
 			st.clientGone()
-		}
+		})
 	case *http2.PingFrame:
 		if !f.IsAck() {
 			hc.w.control(http2.FramePing, http2.FlagPingAck, 0, f.Data[:])
@@ -261,9 +276,11 @@ func (hc *h2Conn) onWindowUpdate(f *http2.WindowUpdateFrame) (http2.ErrCode, boo
 	if f.StreamID > hc.maxStreamID {
 		return http2.ErrCodeProtocol, false // an idle stream
 	}
-	if st := hc.stream(f.StreamID); st != nil && !hc.w.grow(st, f.Increment) {
-		hc.resetStream(st, http2.ErrCodeFlowControl)
-	}
+	hc.withStream(f.StreamID, func(st *h2Stream) {
+		if !hc.w.grow(st, f.Increment) {
+			hc.resetStream(st, http2.ErrCodeFlowControl)
+		}
+	})
 	return 0, true
 }
 
@@ -277,50 +294,49 @@ func (hc *h2Conn) onData(f *http2.DataFrame) (http2.ErrCode, bool) {
 	if id > hc.maxStreamID {
 		return http2.ErrCodeProtocol, false // an idle stream
 	}
-	st := hc.stream(id)
-	if st == nil || st.reset.Load() || st.remoteClosed() {
-		// A closed stream (or one whose body ended): refuse it, and give the bytes back to
-		// the connection's window.
-		hc.consumed(n)
-		if st != nil {
-			hc.resetStream(st, http2.ErrCodeStreamClosed)
-		} else {
-			hc.w.rstStream(id, http2.ErrCodeStreamClosed)
-		}
-		return 0, true
-	}
 	data := f.Data()
-	if pad := n - int64(len(data)); pad > 0 {
-		hc.consumed(pad) // padding is flow controlled but never read
-	}
-	if code := st.body.put(data, n-int64(len(data)), f.StreamEnded()); code != 0 {
-		hc.consumed(int64(len(data)))
-		hc.resetStream(st, code)
+	found := hc.withStream(id, func(st *h2Stream) {
+		if st.reset.Load() || st.remoteClosed() {
+			hc.consumed(n) // a closed stream: refused, its bytes given back to the connection
+			hc.resetStream(st, http2.ErrCodeStreamClosed)
+			return
+		}
+		if pad := n - int64(len(data)); pad > 0 {
+			hc.consumed(pad) // padding is flow controlled but never read
+		}
+		if code := st.body.put(data, n-int64(len(data)), f.StreamEnded()); code != 0 {
+			hc.consumed(int64(len(data)))
+			hc.resetStream(st, code)
+		}
+	})
+	if !found {
+		hc.consumed(n)
+		hc.w.rstStream(id, http2.ErrCodeStreamClosed)
 	}
 	return 0, true
 }
 
-// consumed gives n bytes of the connection's window back to the client once enough of it
-// has been read.
+// consumed gives n bytes of the connection's window back to the client once a quarter of
+// it has been read (or discarded). Any goroutine may call it.
 func (hc *h2Conn) consumed(n int64) {
-	hc.mu.Lock()
-	hc.recvConsumed += n
-	give := hc.recvConsumed
-	if give < h2ConnWindow/4 {
-		hc.mu.Unlock()
-		return
+	v := hc.recvConsumed.Add(n)
+	if v < h2ConnWindow/4 || !hc.recvConsumed.CompareAndSwap(v, 0) {
+		return // little yet, or a later caller gives back the sum
 	}
-	hc.recvConsumed = 0
-	hc.mu.Unlock()
-	hc.recvWindow.Add(give)
-	hc.w.windowUpdate(0, uint32(give))
+	hc.recvWindow.Add(v) // before the update: the client may send at once
+	hc.w.windowUpdate(0, uint32(v))
 }
 
-// stream returns the open stream id, or nil.
-func (hc *h2Conn) stream(id uint32) *h2Stream {
+// withStream runs f with the open stream id under hc.mu, so that the stream cannot end (and
+// be reused for another request) meanwhile; false if no such stream is open.
+func (hc *h2Conn) withStream(id uint32, f func(*h2Stream)) bool {
 	hc.mu.Lock()
 	defer hc.mu.Unlock()
-	return hc.streams[id]
+	st := hc.streams[id]
+	if st != nil {
+		f(st)
+	}
+	return st != nil
 }
 
 // resetStream sends RST_STREAM with code for st and ends it on lb's side.
@@ -382,13 +398,9 @@ func (hc *h2Conn) shutdown() {
 // cutStreams ends every stream at once: the connection is closing.
 func (hc *h2Conn) cutStreams() {
 	hc.mu.Lock()
+	defer hc.mu.Unlock()
 	hc.closing = true
-	streams := make([]*h2Stream, 0, len(hc.streams))
 	for _, st := range hc.streams {
-		streams = append(streams, st)
-	}
-	hc.mu.Unlock()
-	for _, st := range streams {
 		hc.w.closeSend(st)
 		st.clientGone()
 	}

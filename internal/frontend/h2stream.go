@@ -30,6 +30,7 @@ type h2Stream struct {
 	authority string
 	declared  int64 // the content-length field, -1 for none
 	noBody    bool  // the HEADERS frame ended the stream
+	tooLarge  bool  // the header block was longer than max_header_bytes: answered 431
 	begin     time.Time
 
 	// Send side, guarded by hc.w.mu.
@@ -141,18 +142,8 @@ func (hc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 		return http2.ErrCodeProtocol, false
 	}
 	if id <= hc.maxStreamID {
-		st := hc.stream(id)
-		switch {
-		case st == nil:
+		if !hc.withStream(id, func(st *h2Stream) { hc.onTrailers(st, f) }) {
 			return http2.ErrCodeStreamClosed, false // a closed stream
-		case st.reset.Load() || st.remoteClosed():
-			hc.resetStream(st, http2.ErrCodeStreamClosed)
-		case !f.StreamEnded() || len(f.PseudoFields()) > 0:
-			hc.resetStream(st, http2.ErrCodeProtocol) // trailers end the stream, without pseudo-fields
-		default:
-			if code := st.body.put(nil, 0, true); code != 0 {
-				hc.resetStream(st, code)
-			}
 		}
 		return 0, true
 	}
@@ -188,6 +179,21 @@ func (hc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 	return 0, true
 }
 
+// onTrailers ends a request body with its trailer fields (which are not forwarded: lb sends
+// the body on with a length or chunked without trailers).
+func (hc *h2Conn) onTrailers(st *h2Stream, f *http2.MetaHeadersFrame) {
+	switch {
+	case st.reset.Load() || st.remoteClosed():
+		hc.resetStream(st, http2.ErrCodeStreamClosed)
+	case !f.StreamEnded() || len(f.PseudoFields()) > 0:
+		hc.resetStream(st, http2.ErrCodeProtocol) // trailers end the stream, without pseudo-fields
+	default:
+		if code := st.body.put(nil, 0, true); code != 0 {
+			hc.resetStream(st, code)
+		}
+	}
+}
+
 // newStream returns a stream from the pool, reset for id.
 func (s *h2Server) newStream(hc *h2Conn, id uint32) *h2Stream {
 	st, _ := s.streams.Get().(*h2Stream)
@@ -197,7 +203,7 @@ func (s *h2Server) newStream(hc *h2Conn, id uint32) *h2Stream {
 	}
 	st.hc, st.id = hc, id
 	st.fields, st.method, st.target, st.authority = nil, "", "", ""
-	st.declared, st.noBody, st.begin = -1, false, time.Now()
+	st.declared, st.noBody, st.tooLarge, st.begin = -1, false, false, time.Now()
 	hc.w.mu.Lock()
 	st.sendWindow, st.sendState = hc.w.initialWindow, h2SendOpen
 	hc.w.mu.Unlock()
@@ -228,6 +234,11 @@ func (st *h2Stream) parse(f *http2.MetaHeadersFrame) bool {
 		default:
 			return false // :protocol (lb offers no extended CONNECT), or a response's :status
 		}
+	}
+	if f.Truncated {
+		// Longer than max_header_bytes (HPACK stopped giving fields): answered 431.
+		st.tooLarge, st.noBody, st.body.ended = true, f.StreamEnded(), f.StreamEnded()
+		return true
 	}
 	if st.method == "" || st.method != "CONNECT" && (scheme == "" || !path || st.target == "") {
 		return false
@@ -325,6 +336,11 @@ func (st *h2Stream) forward(set Settings) balancer.Outcome {
 				break
 			}
 		}
+	}
+	if st.tooLarge {
+		hc.srv.l.opts.Logger.Info("request refused", "listener", hc.srv.l.opts.Name, "remote", hc.c.RemoteAddr().String(), "reason", reasonHeadTooLarge, "status", 431)
+		balancer.WriteError(st, 431, balancer.ErrorMessage(431), "", set.HSTS, st.method == "HEAD")
+		return balancer.Outcome{Code: 431}
 	}
 	if !ok || st.method == "CONNECT" || !validMethod(st.method) || host == "" || !validHost(host) {
 		hc.srv.l.opts.Logger.Info("request refused", "listener", hc.srv.l.opts.Name, "remote", hc.c.RemoteAddr().String(), "reason", "bad request", "status", 400)
