@@ -383,16 +383,14 @@ func (hc *h2Conn) startGoAway() {
 }
 
 // shutdown has the connection end once its streams are done: a GOAWAY, and an idle
-// connection closes at once.
+// connection ends at once (its read loop stops; the GOAWAY goes out before the close).
 func (hc *h2Conn) shutdown() {
 	hc.startGoAway()
 	hc.mu.Lock()
-	idle := len(hc.streams) == 0
-	hc.mu.Unlock()
-	if idle {
-		hc.w.drain()
+	if len(hc.streams) == 0 {
 		_ = hc.c.SetReadDeadline(aLongTimeAgo)
 	}
+	hc.mu.Unlock()
 }
 
 // cutStreams ends every stream at once: the connection is closing.

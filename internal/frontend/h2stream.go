@@ -107,13 +107,16 @@ func (s *h2Server) shutdown(done <-chan struct{}) bool {
 	wait := time.Millisecond
 	for {
 		s.mu.Lock()
+		conns := make([]*h2Conn, 0, len(s.live))
 		for hc := range s.live {
-			hc.shutdown()
+			conns = append(conns, hc)
 		}
-		n := len(s.live)
 		s.mu.Unlock()
-		if n == 0 {
+		if len(conns) == 0 {
 			return true
+		}
+		for _, hc := range conns {
+			hc.shutdown()
 		}
 		t := time.NewTimer(wait)
 		select {

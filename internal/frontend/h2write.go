@@ -90,7 +90,10 @@ func (w *h2Writer) run(stop <-chan struct{}) {
 				}
 			}
 			if _, err := w.c.Write(out); err != nil {
+				// The client does not read (write_timeout) or is gone: the connection is of
+				// no more use, and closing it ends its read loop too.
 				w.fail(err)
+				_ = w.c.Close()
 			}
 		}
 		if cap(out) > 1<<20 {
