@@ -50,7 +50,7 @@ type lbServer struct {
 	cfgPath  string
 	logger   *slog.Logger
 	hooks    serveHooks
-	fastPath bool // HTTP/1 on lb's own connection loop (LB_FAST_PATH=off: all on net/http)
+	fastPath bool // HTTP/1 on lb's own connection loop, HTTP/2 on its own server (LB_FAST_PATH=off: all on net/http)
 	getenv   func(string) string
 	pid      int // for WATCHDOG_PID
 
@@ -315,7 +315,7 @@ func (s *lbServer) serve(ctx context.Context) error {
 	}()
 	for _, f := range append([]*frontend.Listener{s.admin}, s.public...) {
 		f.Start()
-		s.logger.Info("listening", "listener", f.Name(), "addr", f.Addr().String(), "http1", f.HTTP1())
+		s.logger.Info("listening", "listener", f.Name(), "addr", f.Addr().String(), "http1", f.HTTP1(), "http2", f.HTTP2())
 		if s.hooks.listening != nil {
 			s.hooks.listening(f.Name(), f.Addr().String())
 		}

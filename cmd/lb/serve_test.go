@@ -27,6 +27,9 @@ func TestServeProxiesAndSetsForwardedFor(t *testing.T) {
 			if !strings.Contains(l.out.String(), `"http1":"`+want+`"`) {
 				t.Errorf("no listening line says http1=%s", want)
 			}
+			if !strings.Contains(l.out.String(), `"http2":""`) {
+				t.Errorf("no listening line says http2 is not served (a plain HTTP listener)")
+			}
 			if served := l.srv.public[0].Liveness().Served; served != 11 {
 				t.Errorf("Liveness counts %d requests served, want 11", served)
 			}

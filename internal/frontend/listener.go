@@ -65,8 +65,8 @@ type Options struct {
 }
 
 // Listener is one listening socket and everything that serves its connections: the accept
-// loop with the connection limit, TLS and ALPN, lb's HTTP/1.1 connection loop, and net/http
-// servers for what the loop does not take (HTTP/2, and every request of a non-proxy
+// loop with the connection limit, TLS and ALPN, lb's HTTP/1.1 connection loop and HTTP/2
+// server, and net/http servers for what they do not take (every request of a non-proxy
 // listener or with NetHTTPOnly). A reload that changes the net/http settings starts a new
 // http.Server for new connections while the old one keeps serving its own.
 type Listener struct {
@@ -116,6 +116,19 @@ func (l *Listener) Addr() net.Addr { return l.opts.Listener.Addr() }
 // or "net/http" (a listener that is not a proxy, or NetHTTPOnly).
 func (l *Listener) HTTP1() string {
 	if l.loop != nil {
+		return "lb"
+	}
+	return "net/http"
+}
+
+// HTTP2 names what serves the listener's HTTP/2 requests: "lb" (lb's own HTTP/2 server) or
+// "net/http" (a listener that is not a proxy, or NetHTTPOnly); "" for a listener without TLS,
+// which speaks no HTTP/2.
+func (l *Listener) HTTP2() string {
+	switch {
+	case l.opts.TLS == nil:
+		return ""
+	case l.h2 != nil:
 		return "lb"
 	}
 	return "net/http"
@@ -199,8 +212,8 @@ func (l *Listener) acceptLoop() {
 	}
 }
 
-// serveConn terminates TLS if the listener does, then serves the connection: HTTP/2 on
-// net/http, HTTP/1 on lb's loop or behind the gate on net/http.
+// serveConn terminates TLS if the listener does, then serves the connection: HTTP/2 on lb's
+// HTTP/2 server or net/http, HTTP/1 on lb's loop or behind the gate on net/http.
 func (l *Listener) serveConn(c net.Conn, headDeadline time.Time) {
 	if l.opts.TLS == nil {
 		l.serveHTTP1(c, nil, headDeadline)
