@@ -34,11 +34,11 @@ type h2Conn struct {
 	recvWindow   atomic.Int64
 	recvConsumed atomic.Int64 // bytes read by streams (or discarded) not yet given back
 
-	mu           sync.Mutex // guards what follows
-	streams      map[uint32]*h2Stream
-	goingAway    bool   // a GOAWAY went out: no new stream is taken
-	lastID       uint32 // the last stream a GOAWAY promised to serve
-	closing      bool   // the connection is ending: every stream is being cut
+	mu        sync.Mutex // guards what follows
+	streams   map[uint32]*h2Stream
+	goingAway bool   // a GOAWAY went out: no new stream is taken
+	lastID    uint32 // the last stream a GOAWAY promised to serve
+	closing   bool   // the connection is ending: every stream is being cut
 
 	handlers sync.WaitGroup // the streams' goroutines
 }
