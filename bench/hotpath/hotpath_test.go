@@ -236,6 +236,9 @@ func BenchmarkRequest(b *testing.B) {
 	b.Run("lb-h2", func(b *testing.B) { // HTTP/2 over TLS in front, HTTP/1.1 behind
 		driveWith(b, lbServe(b, startBackends(b), true, false, serverTLS(b)), h2Transport())
 	})
+	b.Run("lb-h2-nethttp", func(b *testing.B) { // the same on net/http's HTTP/2 server (LB_FAST_PATH=off)
+		driveWith(b, lbServe(b, startBackends(b), true, true, serverTLS(b)), h2Transport())
+	})
 	b.Run("reverseproxy-h2", func(b *testing.B) { // the same through a bare ReverseProxy
 		s := httptest.NewUnstartedServer(bareProxy(b, startBackends(b), 0, newBufferPool()))
 		s.EnableHTTP2 = true

@@ -27,7 +27,9 @@ type h2Conn struct {
 	w    h2Writer
 
 	// Read side, of the read loop only.
-	maxStreamID uint32 // the highest stream the client opened
+	// maxStreamID is the highest stream the client opened: the read loop reads it freely and
+	// changes it under mu (setMaxStreamID), so that others read it under mu.
+	maxStreamID uint32
 	sawSettings bool
 	// recvWindow is what the client may still send on the connection: the read loop takes
 	// from it, the streams give back what they read.
@@ -156,8 +158,15 @@ func (hc *h2Conn) sayGoodbye(err error) {
 // noteStreamID records a stream the client opened with a header block that failed.
 func (hc *h2Conn) noteStreamID(id uint32) {
 	if id%2 == 1 && id > hc.maxStreamID {
-		hc.maxStreamID = id
+		hc.setMaxStreamID(id)
 	}
+}
+
+// setMaxStreamID records the highest stream the client opened; of the read loop.
+func (hc *h2Conn) setMaxStreamID(id uint32) {
+	hc.mu.Lock()
+	hc.maxStreamID = id
+	hc.mu.Unlock()
 }
 
 // connError ends the connection with a GOAWAY carrying code, sent before the close.

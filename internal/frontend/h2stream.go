@@ -150,7 +150,7 @@ func (hc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 		}
 		return 0, true
 	}
-	hc.maxStreamID = id
+	hc.setMaxStreamID(id)
 	if f.HasPriority() && f.Priority.StreamDep == id {
 		hc.w.rstStream(id, http2.ErrCodeProtocol) // depends on itself
 		return 0, true

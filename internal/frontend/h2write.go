@@ -161,13 +161,28 @@ func appendFrameHeader(b []byte, length int, t http2.FrameType, flags http2.Flag
 		byte(stream>>24)&0x7f, byte(stream>>16), byte(stream>>8), byte(stream))
 }
 
+// h2ControlLimit bounds what may wait for the flusher when a control frame is added: a client
+// that floods lb with frames that ask for an answer (PING, SETTINGS, frames that earn a
+// RST_STREAM) without reading the answers loses its connection rather than grow lb's memory.
+const h2ControlLimit = h2WriteHighWater + 1<<20
+
+// errControlFlood is a client that asks for more control frames than it reads.
+var errControlFlood = errors.New("http2: client does not read the control frames it asks for")
+
 // control writes a connection-level or bodiless frame (SETTINGS, PING, WINDOW_UPDATE,
-// RST_STREAM, GOAWAY): payload after the header. It never waits for room: such frames are
-// few and small, and the read loop that writes them must not block on a slow client.
+// RST_STREAM, GOAWAY): payload after the header. It never waits for room, since the read
+// loop that writes most of them must not block on a slow client; past h2ControlLimit the
+// connection is closed instead.
 func (w *h2Writer) control(t http2.FrameType, flags http2.Flags, stream uint32, payload ...[]byte) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
+		return
+	}
+	if len(w.buf) > h2ControlLimit {
+		w.err = errControlFlood
+		w.cond.Broadcast()
+		_ = w.c.Close()
 		return
 	}
 	n := 0
