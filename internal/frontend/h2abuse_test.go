@@ -1,0 +1,151 @@
+package frontend
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// rawH2 is a client that speaks HTTP/2 frames to lb's own HTTP/2 server directly.
+type rawH2 struct {
+	c  *tls.Conn
+	fr *http2.Framer
+}
+
+// startRawH2 serves a Listener with set on lb's HTTP/2 server over a proxy to backendURL,
+// and opens a raw HTTP/2 connection to it (preface and an empty SETTINGS sent).
+func startRawH2(t *testing.T, backendURL string, set Settings) *rawH2 {
+	t.Helper()
+	_, proxy := newTestProxy(t, backendURL)
+	pair, roots := testCertificate(t)
+	rig := newPathRig(t, servingPath{"h2", false, true}, proxy, pair, roots, "/")
+	rig.opts.Settings = func() Settings { return set }
+	l := New(rig.opts)
+	l.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = l.Shutdown(ctx)
+	})
+	c, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "lb.test", NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	r := &rawH2{c: c, fr: http2.NewFramer(c, c)}
+	if err := r.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// get opens stream id with a GET of path.
+func (r *rawH2) get(t *testing.T, id uint32, path string) {
+	t.Helper()
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "lb.test"}, {":path", path}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestH2StreamLimit opens more streams than lb allows at once, against a backend that holds
+// every request: lb forwards SETTINGS_MAX_CONCURRENT_STREAMS of them and refuses the rest
+// with REFUSED_STREAM, so that one connection cannot hold more backend requests (and
+// goroutines) than that, however fast it opens and resets streams.
+func TestH2StreamLimit(t *testing.T) {
+	release := make(chan struct{})
+	var inFlight, peak atomic.Int32
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(backend.Close)
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	r := startRawH2(t, backend.URL, testSettings())
+	const opened = h2MaxStreams + 50
+	for i := range opened {
+		r.get(t, uint32(2*i+1), "/hold")
+	}
+	refused := 0
+	_ = r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for refused < opened-h2MaxStreams {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %d refused streams: %v", refused, err)
+		}
+		if rst, ok := f.(*http2.RSTStreamFrame); ok {
+			if rst.ErrCode != http2.ErrCodeRefusedStream {
+				t.Fatalf("stream %d reset with %v, want REFUSED_STREAM", rst.StreamID, rst.ErrCode)
+			}
+			refused++
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for inFlight.Load() < h2MaxStreams && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := inFlight.Load(); got != h2MaxStreams || peak.Load() > h2MaxStreams {
+		t.Fatalf("backend holds %d requests (peak %d), want exactly %d", got, peak.Load(), h2MaxStreams)
+	}
+	once.Do(func() { close(release) })
+	answered := 0
+	for answered < h2MaxStreams {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %d answers: %v", answered, err)
+		}
+		if h, ok := f.(*http2.HeadersFrame); ok && h.StreamEnded() {
+			answered++
+		} else if d, ok := f.(*http2.DataFrame); ok && d.StreamEnded() {
+			answered++
+		}
+	}
+}
+
+// TestH2ControlFlood sends PINGs without ever reading the answers: lb closes the connection
+// once the answers it holds for the client pass h2ControlLimit, rather than keep them all
+// (long before write_timeout and idle_timeout, a minute each here).
+func TestH2ControlFlood(t *testing.T) {
+	backend := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(backend.Close)
+	set := testSettings()
+	set.WriteTimeout, set.IdleTimeout = time.Minute, time.Minute
+	r := startRawH2(t, backend.URL, set)
+	_ = r.c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+	var data [8]byte
+	var err error
+	sent := 0
+	for ; sent < 2_000_000 && err == nil; sent++ {
+		err = r.fr.WritePing(false, data)
+	}
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("%d PINGs sent and never read, and lb kept the connection (%v)", sent, err)
+	}
+	t.Logf("lb closed the connection after %d unread PINGs: %v", sent, err)
+}
