@@ -105,7 +105,10 @@ func (st *h2Stream) headFields(dst []hpack.HeaderField, h *balancer.ResponseHead
 		f := &h.Fields[i]
 		v := values[at : at+len(f.Value)]
 		at += len(f.Value)
-		dst = append(dst, hpack.HeaderField{Name: lowerName(f), Value: v})
+		name := lowerName(f)
+		// A cookie is never put in HPACK's table, where a later answer's compressed size
+		// could tell a guess of it (RFC 7541 7.1.3).
+		dst = append(dst, hpack.HeaderField{Name: name, Value: v, Sensitive: name == "set-cookie"})
 	}
 	if h.Code >= 200 {
 		if length >= 0 {
@@ -116,7 +119,8 @@ func (st *h2Stream) headFields(dst []hpack.HeaderField, h *balancer.ResponseHead
 		}
 	}
 	if h.RequestID != "" {
-		dst = append(dst, hpack.HeaderField{Name: "x-request-id", Value: h.RequestID})
+		// Unique per request: indexing it would only evict what later answers repeat.
+		dst = append(dst, hpack.HeaderField{Name: "x-request-id", Value: h.RequestID, Sensitive: true})
 	}
 	if h.HSTS != "" {
 		dst = append(dst, hpack.HeaderField{Name: "strict-transport-security", Value: h.HSTS})

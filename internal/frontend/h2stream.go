@@ -74,12 +74,55 @@ type h2Server struct {
 	closing atomic.Bool
 	streams sync.Pool // *h2Stream
 
+	// Workers: a goroutine that served a stream waits for the next one (up to
+	// h2IdleWorkers of them wait), so that a stream seldom pays for a new goroutine and the
+	// growth of its stack, which the forwarding loop's depth makes about a tenth of a
+	// request's CPU.
+	work        chan *h2Stream
+	idleWorkers atomic.Int32
+	stop        chan struct{} // closed once the Listener has shut down: waiting workers end
+	stopOnce    sync.Once
+
 	mu   sync.Mutex
 	live map[*h2Conn]struct{}
 }
 
+// h2IdleWorkers bounds the goroutines of one Listener that wait for a stream.
+const h2IdleWorkers = 128
+
 func newH2Server(l *Listener) *h2Server {
-	return &h2Server{l: l, proxy: l.opts.Proxy, live: map[*h2Conn]struct{}{}}
+	return &h2Server{l: l, proxy: l.opts.Proxy, live: map[*h2Conn]struct{}{},
+		work: make(chan *h2Stream), stop: make(chan struct{})}
+}
+
+// release ends the waiting workers: the Listener has shut down.
+func (s *h2Server) release() { s.stopOnce.Do(func() { close(s.stop) }) }
+
+// start has a waiting worker serve st, or a new one.
+func (s *h2Server) start(st *h2Stream) {
+	select {
+	case s.work <- st:
+	default:
+		go s.worker(st)
+	}
+}
+
+// worker serves st, then the streams start hands it, until too many wait or the server stops.
+func (s *h2Server) worker(st *h2Stream) {
+	for {
+		st.run()
+		if s.idleWorkers.Add(1) > h2IdleWorkers {
+			s.idleWorkers.Add(-1)
+			return
+		}
+		select {
+		case st = <-s.work:
+			s.idleWorkers.Add(-1)
+		case <-s.stop:
+			s.idleWorkers.Add(-1)
+			return
+		}
+	}
 }
 
 // serve serves one connection that negotiated h2, then closes it.
@@ -178,7 +221,7 @@ func (hc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 	}
 	hc.mu.Unlock()
 	hc.handlers.Add(1)
-	go st.run()
+	hc.srv.start(st)
 	return 0, true
 }
 

@@ -336,6 +336,9 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	l.wg.Wait()
+	if l.h2 != nil {
+		l.h2.release() // no stream comes any more: the waiting workers end
+	}
 	for _, s := range all {
 		<-s.done
 	}
