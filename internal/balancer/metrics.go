@@ -60,8 +60,9 @@ func (m *metrics) forget(name string) {
 	m.broken.DeleteLabelValues(name)
 }
 
-// codeLabel renders an HTTP status code without allocating for the common ones.
-func codeLabel(code int) string {
+// CodeText renders an HTTP status code in decimal (a metric's label, HTTP/2's :status)
+// without allocating for the common ones.
+func CodeText(code int) string {
 	switch code {
 	case 200:
 		return "200"

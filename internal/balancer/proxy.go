@@ -135,7 +135,7 @@ func (p *Proxy) countRequest(last *Backend, code int, begin time.Time) {
 		}
 		name = last.name
 	}
-	p.pool.m.requests.WithLabelValues(name, codeLabel(code)).Inc()
+	p.pool.m.requests.WithLabelValues(name, CodeText(code)).Inc()
 	if last != nil {
 		p.pool.m.duration.WithLabelValues(name).Observe(time.Since(begin).Seconds())
 	}

@@ -2,7 +2,6 @@ package frontend
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -31,13 +30,7 @@ func startRawH2(t *testing.T, backendURL string, set Settings) *rawH2 {
 	pair, roots := testCertificate(t)
 	rig := newPathRig(t, servingPath{"h2", false, true}, proxy, pair, roots, "/")
 	rig.opts.Settings = func() Settings { return set }
-	l := New(rig.opts)
-	l.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = l.Shutdown(ctx)
-	})
+	l := rig.start(t)
 	c, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "lb.test", NextProtos: []string{"h2"}})
 	if err != nil {
 		t.Fatal(err)

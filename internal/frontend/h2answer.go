@@ -93,7 +93,7 @@ func (st *h2Stream) check(err error) error {
 // through (lower-cased), content-length when length >= 0, date when the backend sent none,
 // and what lb adds. The values are pieces of one string, so a head costs few allocations.
 func (st *h2Stream) headFields(dst []hpack.HeaderField, h *balancer.ResponseHead, length int64) []hpack.HeaderField {
-	dst = append(dst, hpack.HeaderField{Name: ":status", Value: statusText(h.Code)})
+	dst = append(dst, hpack.HeaderField{Name: ":status", Value: balancer.CodeText(h.Code)})
 	b := st.scratch[:0]
 	for i := range h.Fields {
 		b = append(b, h.Fields[i].Value...)

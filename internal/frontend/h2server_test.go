@@ -25,13 +25,7 @@ func TestHTTP2Server(t *testing.T) {
 	} {
 		t.Run(tc.path.name, func(t *testing.T) {
 			rig := newPathRig(t, tc.path, proxy, pair, roots, "/who")
-			l := New(rig.opts)
-			l.Start()
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_ = l.Shutdown(ctx)
-			})
+			l := rig.start(t)
 			if got := l.HTTP2(); got != tc.want {
 				t.Fatalf("HTTP2() = %q, want %q", got, tc.want)
 			}
@@ -41,4 +35,17 @@ func TestHTTP2Server(t *testing.T) {
 			}
 		})
 	}
+}
+
+// start starts a Listener from the rig's options, shut down when the test ends.
+func (r *pathRig) start(t *testing.T) *Listener {
+	t.Helper()
+	l := New(r.opts)
+	l.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = l.Shutdown(ctx)
+	})
+	return l
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -502,41 +501,4 @@ func (st *h2Stream) err() error {
 		return errClientGone
 	}
 	return nil
-}
-
-// statusText returns the :status value of code without allocating for the usual ones.
-func statusText(code int) string {
-	switch code {
-	case 200:
-		return "200"
-	case 204:
-		return "204"
-	case 206:
-		return "206"
-	case 301:
-		return "301"
-	case 302:
-		return "302"
-	case 303:
-		return "303"
-	case 304:
-		return "304"
-	case 400:
-		return "400"
-	case 401:
-		return "401"
-	case 403:
-		return "403"
-	case 404:
-		return "404"
-	case 500:
-		return "500"
-	case 502:
-		return "502"
-	case 503:
-		return "503"
-	case 504:
-		return "504"
-	}
-	return strconv.Itoa(code)
 }
