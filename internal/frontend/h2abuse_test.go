@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"errors"
@@ -122,19 +123,28 @@ func TestH2StreamLimit(t *testing.T) {
 
 // TestH2ControlFlood sends PINGs without ever reading the answers: lb closes the connection
 // once the answers it holds for the client pass h2ControlLimit, rather than keep them all
-// (long before write_timeout and idle_timeout, a minute each here).
+// (long before write_timeout and idle_timeout, a minute each here). The PINGs go out in
+// batches, and the client's receive buffer is small, so that the kernel's buffers hold few
+// of the answers and the test does not wait on them.
 func TestH2ControlFlood(t *testing.T) {
 	backend := httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(backend.Close)
 	set := testSettings()
 	set.WriteTimeout, set.IdleTimeout = time.Minute, time.Minute
 	r := startRawH2(t, backend.URL, set)
-	_ = r.c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+	if tc, ok := r.c.NetConn().(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4 << 10)
+	}
+	bw := bufio.NewWriterSize(r.c, 64<<10)
+	fr := http2.NewFramer(bw, nil)
+	_ = r.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	var data [8]byte
 	var err error
 	sent := 0
-	for ; sent < 2_000_000 && err == nil; sent++ {
-		err = r.fr.WritePing(false, data)
+	for ; sent < 5_000_000 && err == nil; sent++ {
+		if err = fr.WritePing(false, data); err == nil && sent%1000 == 999 {
+			err = bw.Flush()
+		}
 	}
 	var ne net.Error
 	if err == nil || errors.As(err, &ne) && ne.Timeout() {

@@ -39,6 +39,11 @@ func (st *h2Stream) Start(h *balancer.ResponseHead) error {
 	if !st.bodyless {
 		st.left = h.Length
 	}
+	if st.hc.srv.l.closeAfterAnswer() {
+		// This answer is the connection's last: the GOAWAY goes out ahead of it, so that the
+		// client sends its next request on a new connection.
+		st.hc.startGoAway()
+	}
 	st.resp = st.headFields(st.resp[:0], h, length)
 	return st.check(st.hc.w.headers(st, st.resp, st.bodyless || st.left == 0))
 }

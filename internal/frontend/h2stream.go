@@ -183,9 +183,6 @@ func (st *h2Stream) end(out balancer.Outcome) {
 	if n := st.body.discard(); n > 0 {
 		hc.consumed(n)
 	}
-	if out.Code != 0 && hc.srv.l.closeAfterAnswer() {
-		hc.startGoAway()
-	}
 }
 
 // Watch makes a the exchange to abort if the client goes away; false if it is gone already.
