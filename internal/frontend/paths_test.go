@@ -15,14 +15,25 @@ import (
 // servingPath is one of the internal paths a request can take through a Listener.
 type servingPath struct {
 	name        string
-	netHTTPOnly bool // HTTP/1 served by net/http (LB_FAST_PATH=off)
+	netHTTPOnly bool // served by net/http (LB_FAST_PATH=off)
 	h2          bool // HTTP/2 over TLS
 }
 
 // servingPaths lists every internal path: lb's own HTTP/1 loop, net/http for HTTP/1, and
-// net/http for HTTP/2.
+// HTTP/2 as served by default and with NetHTTPOnly (LB_FAST_PATH=off).
 func servingPaths() []servingPath {
-	return []servingPath{{"loop", false, false}, {"nethttp", true, false}, {"h2", false, true}}
+	return []servingPath{{"loop", false, false}, {"nethttp", true, false}, {"h2", false, true}, {"h2-nethttp", true, true}}
+}
+
+// h2Paths lists the HTTP/2 paths of servingPaths.
+func h2Paths() []servingPath {
+	var ps []servingPath
+	for _, p := range servingPaths() {
+		if p.h2 {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 // pathRig is a Listener's options and a client that takes one serving path to it.
