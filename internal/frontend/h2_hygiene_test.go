@@ -27,7 +27,8 @@ func recordedFor(rec *lbtest.Recorder, target string) []lbtest.Recorded {
 
 // Request fields as a backend gets them: several cookie fields are one Cookie, :authority
 // is Host, the client's X-Forwarded-For, Forwarded and X-Real-IP (and underscore spellings)
-// are dropped and X-Forwarded-For is the peer's address.
+// are dropped, X-Forwarded-For is the peer's address and X-Forwarded-Proto and -Host are
+// lb's.
 func TestH2RequestFields(t *testing.T) {
 	rec := lbtest.StartRecorder(t, nil)
 	for _, p := range h2Paths() {
@@ -60,6 +61,10 @@ func TestH2RequestFields(t *testing.T) {
 						t.Errorf("client's %s: %q reached the backend", name, values)
 					}
 				}
+			}
+			if proto, host := got.Header["X-Forwarded-Proto"], got.Header["X-Forwarded-Host"]; len(proto) != 1 || proto[0] != "https" ||
+				len(host) != 1 || host[0] != "app.example" {
+				t.Errorf("backend got X-Forwarded-Proto %q, X-Forwarded-Host %q; want https, app.example", proto, host)
 			}
 			if got.Header.Get("X-Custom") != "kept" {
 				t.Errorf("an ordinary field was lost: %v", got.Header)

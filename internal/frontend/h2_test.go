@@ -164,6 +164,9 @@ func TestH2ConcurrentStreams(t *testing.T) {
 	var gateOnce sync.Once
 	gate := make(chan struct{})
 	rec := lbtest.StartRecorder(t, func(w *bufio.Writer, r *lbtest.Recorded) bool {
+		if r.Target == "/warm" {
+			return lbtest.EchoResponder(w, r)
+		}
 		if now := inFlight.Add(1); now >= together {
 			gateOnce.Do(func() { close(gate) })
 		}
@@ -217,7 +220,7 @@ func TestH2ConcurrentStreams(t *testing.T) {
 }
 
 // Answer shapes: trailers of a chunked answer reach the client as HTTP/2 trailers; a 103
-// passes as an interim answer before the final one.
+// passes as an interim answer (its fields, no content-length) before the final one.
 func TestH2TrailersAndInterim(t *testing.T) {
 	rec := lbtest.StartRecorder(t, func(w *bufio.Writer, r *lbtest.Recorded) bool {
 		switch r.Target {
@@ -242,7 +245,7 @@ func TestH2TrailersAndInterim(t *testing.T) {
 			req := f.newRequest(t, "GET", "/early", nil)
 			req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 				Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
-					interim = append(interim, fmt.Sprintf("%d %s", code, strings.Join(h["Link"], ",")))
+					interim = append(interim, fmt.Sprintf("%d %s%s", code, strings.Join(h["Link"], ","), strings.Join(h["Content-Length"], ",")))
 					return nil
 				},
 			}))
@@ -254,13 +257,16 @@ func TestH2TrailersAndInterim(t *testing.T) {
 	}
 }
 
-// Answers without a body go out as one HEADERS frame with END_STREAM and no DATA: 204, 304,
-// and HEAD, whose answer keeps its Content-Length.
+// Answers without a body go out as one HEADERS frame with END_STREAM and no DATA: 204
+// (without content-length), 304, and HEAD, whose answer keeps its Content-Length. Every
+// answer carries one Strict-Transport-Security, lb's, replacing a backend's.
 func TestH2BodylessAnswers(t *testing.T) {
 	rec := lbtest.StartRecorder(t, func(w *bufio.Writer, r *lbtest.Recorded) bool {
 		switch r.Target {
 		case "/204":
 			_, _ = w.WriteString("HTTP/1.1 204 No Content\r\nX-Kind: none\r\n\r\n")
+		case "/hsts":
+			_, _ = w.WriteString("HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\nContent-Length: 2\r\n\r\nok")
 		case "/304":
 			_, _ = w.WriteString("HTTP/1.1 304 Not Modified\r\nEtag: \"v1\"\r\n\r\n")
 		default:
@@ -270,7 +276,8 @@ func TestH2BodylessAnswers(t *testing.T) {
 	})
 	for _, p := range h2Paths() {
 		t.Run(p.name, func(t *testing.T) {
-			f := startH2(t, p, rec.URL(), nil)
+			const hsts = "max-age=63072000"
+			f := startH2(t, p, rec.URL(), withSettings(func(s *Settings) { s.HSTS = hsts }))
 			raw := dialRawH2(t, f)
 			cases := []struct{ method, path, status string }{{"GET", "/204", "204"}, {"GET", "/304", "304"}, {"HEAD", "/head", "200"}}
 			for i, c := range cases {
@@ -281,12 +288,20 @@ func TestH2BodylessAnswers(t *testing.T) {
 					t.Errorf("%s %s: status %q ended %v reset %v, %d DATA frames", c.method, c.path, s.status, s.ended, s.reset, s.data)
 				}
 				cl := s.header["content-length"]
+				if sts := s.header["strict-transport-security"]; len(sts) != 1 || sts[0] != hsts {
+					t.Errorf("%s %s: strict-transport-security %q, want one %q", c.method, c.path, sts, hsts)
+				}
 				if c.method == "HEAD" && (len(cl) != 1 || cl[0] != strconv.Itoa(len("1 HEAD /head 0"))) || c.method != "HEAD" && len(cl) != 0 {
 					t.Errorf("%s %s: content-length %q", c.method, c.path, cl)
 				}
 			}
 			if s := raw.streams[3]; s.header["etag"] == nil {
 				t.Errorf("304 lost its Etag: %v", s.header)
+			}
+			raw.request(7, "GET", "/hsts", true)
+			if s := raw.await(7); s.status != "200" || string(s.body) != "ok" || len(s.header["strict-transport-security"]) != 1 ||
+				s.header["strict-transport-security"][0] != hsts {
+				t.Errorf("backend's Strict-Transport-Security: status %q, %q; want lb's only", s.status, s.header["strict-transport-security"])
 			}
 		})
 	}
