@@ -113,8 +113,8 @@ func (b *hookBackend) accept() {
 	}
 }
 
-// h2Stream is what a raw HTTP/2 client saw of one stream.
-type h2Stream struct {
+// rawStream is what a raw HTTP/2 client saw of one stream.
+type rawStream struct {
 	status  string              // the final answer's :status
 	interim []string            // the 1xx :status values, in order
 	header  map[string][]string // the final answer's fields
@@ -126,7 +126,7 @@ type h2Stream struct {
 	code    http2.ErrCode
 }
 
-func (s *h2Stream) done() bool { return s.ended || s.reset }
+func (s *rawStream) done() bool { return s.ended || s.reset }
 
 // rawH2 is an HTTP/2 client made of a Framer and an hpack encoder, for what http.Transport
 // would not send or does not show. It is used from one goroutine.
@@ -136,7 +136,7 @@ type rawH2 struct {
 	fr      *http2.Framer
 	hbuf    bytes.Buffer
 	enc     *hpack.Encoder
-	streams map[uint32]*h2Stream
+	streams map[uint32]*rawStream
 	goAway  *http2.GoAwayFrame // the first GOAWAY received (its debug data dropped)
 	closed  error              // the error that ended reading, once it did
 }
@@ -155,7 +155,7 @@ func dialRawH2(t *testing.T, f *h2Front) *rawH2 {
 	if _, err := c.Write([]byte(http2.ClientPreface)); err != nil {
 		t.Fatal(err)
 	}
-	r := &rawH2{t: t, c: c, fr: http2.NewFramer(c, c), streams: map[uint32]*h2Stream{}}
+	r := &rawH2{t: t, c: c, fr: http2.NewFramer(c, c), streams: map[uint32]*rawStream{}}
 	r.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	r.fr.MaxHeaderListSize = 1 << 20
 	r.enc = hpack.NewEncoder(&r.hbuf)
@@ -203,10 +203,10 @@ func (r *rawH2) data(id uint32, endStream bool, p []byte) {
 	}
 }
 
-func (r *rawH2) stream(id uint32) *h2Stream {
+func (r *rawH2) stream(id uint32) *rawStream {
 	s := r.streams[id]
 	if s == nil {
-		s = &h2Stream{}
+		s = &rawStream{}
 		r.streams[id] = s
 	}
 	return s
@@ -271,7 +271,7 @@ func (r *rawH2) readOne(wait time.Duration) bool {
 
 // await reads frames until stream id ends (END_STREAM or RST_STREAM) or the connection
 // does, and returns what the stream got.
-func (r *rawH2) await(id uint32) *h2Stream {
+func (r *rawH2) await(id uint32) *rawStream {
 	r.t.Helper()
 	for !r.stream(id).done() && r.readOne(5*time.Second) {
 	}
