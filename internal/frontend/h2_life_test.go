@@ -131,32 +131,78 @@ func TestH2GracefulShutdown(t *testing.T) {
 	}
 }
 
-// CloseAfterAnswer saying true: the answer arrives whole, then a GOAWAY, and the connection
-// closes; while it says false the connection stays open.
+// CloseAfterAnswer saying true as an answer starts makes it the connection's last: the
+// answer arrives whole, the GOAWAY names it as the last stream, so a stream the client opens
+// once the answer has started (here after its HEADERS arrived, and before it ends) is not
+// served, and the connection closes. While it says false the connection stays open.
 func TestH2CloseAfterAnswerGoAway(t *testing.T) {
-	rec := lbtest.StartRecorder(t, nil)
+	started := make(chan struct{}, 1)
+	var release chan struct{}
+	paths := make(chan string, 16)
+	url := startHookBackend(t, func(c net.Conn, bw *bufio.Writer, req *http.Request) bool {
+		paths <- req.URL.Path
+		if req.URL.Path != "/last" {
+			_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nopen")
+			return true
+		}
+		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
+		_ = bw.Flush()
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second):
+		}
+		_, _ = bw.WriteString("56789")
+		return true
+	})
 	for _, p := range h2Paths() {
 		t.Run(p.name, func(t *testing.T) {
+			release = make(chan struct{})
+			for len(paths) > 0 { // what an earlier run left
+				<-paths
+			}
 			var closing atomic.Bool
-			f := startH2(t, p, rec.URL(), func(o *Options) { o.CloseAfterAnswer = closing.Load })
+			f := startH2(t, p, url, func(o *Options) { o.CloseAfterAnswer = closing.Load })
 			raw := dialRawH2(t, f)
 			raw.request(1, "GET", "/open", true)
-			if s := raw.await(1); s.status != "200" || !s.ended || !strings.HasSuffix(string(s.body), "GET /open 0") {
+			if s := raw.await(1); s.status != "200" || !s.ended || string(s.body) != "open" {
 				t.Fatalf("status %q body %q", s.status, s.body)
 			}
+			if <-paths; raw.goAway != nil {
+				t.Fatal("GOAWAY while CloseAfterAnswer says false")
+			}
+
 			closing.Store(true)
 			raw.request(3, "GET", "/last", true)
-			if s := raw.await(3); s.status != "200" || !s.ended || !strings.HasSuffix(string(s.body), "GET /last 0") {
-				t.Errorf("last answer: status %q body %q ended %v", s.status, s.body, s.ended)
+			<-started
+			last := raw.stream(3)
+			for last.status == "" && !last.done() && raw.readOne(5*time.Second) {
 			}
-			if raw.stream(1).done() && raw.goAway != nil && raw.goAway.LastStreamID < 3 {
-				t.Errorf("GOAWAY before the last answer (last stream %d)", raw.goAway.LastStreamID)
+			raw.request(5, "GET", "/next", true) // after the last answer started
+			raw.sync()                           // and the server has read it
+			close(release)
+			if s := raw.await(3); s.status != "200" || !s.ended || string(s.body) != "0123456789" {
+				t.Errorf("last answer: status %q body %q ended %v reset %v", s.status, s.body, s.ended, s.reset)
 			}
 			raw.awaitGoAway(5 * time.Second)
-			if raw.goAway == nil || raw.goAway.ErrCode != http2.ErrCodeNo {
-				t.Fatalf("no GOAWAY NO_ERROR after the answer (connection ended: %v)", raw.closed)
+			if raw.goAway == nil {
+				t.Fatalf("no GOAWAY (connection ended: %v)", raw.closed)
+			}
+			if raw.goAway.ErrCode != http2.ErrCodeNo || raw.goAway.LastStreamID != 3 {
+				t.Errorf("GOAWAY %v, last stream %d; want NO_ERROR, 3", raw.goAway.ErrCode, raw.goAway.LastStreamID)
 			}
 			raw.awaitClose(5 * time.Second)
+			if s := raw.stream(5); s.status != "" || s.ended {
+				t.Errorf("a stream opened after the last answer started was served: status %q", s.status)
+			}
+			if got := <-paths; got != "/last" {
+				t.Errorf("backend got %s", got)
+			}
+			select {
+			case got := <-paths:
+				t.Errorf("backend got %s after the last answer", got)
+			default:
+			}
 			if lv := f.l.Liveness(); lv.Served != 2 || lv.Accepted != 1 {
 				t.Errorf("liveness %+v, want 2 served on 1 connection", lv)
 			}

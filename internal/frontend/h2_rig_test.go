@@ -138,6 +138,7 @@ type rawH2 struct {
 	enc     *hpack.Encoder
 	streams map[uint32]*rawStream
 	goAway  *http2.GoAwayFrame // the first GOAWAY received (its debug data dropped)
+	pings   int                // PING acks received
 	closed  error              // the error that ended reading, once it did
 }
 
@@ -237,6 +238,8 @@ func (r *rawH2) readOne(wait time.Duration) bool {
 	case *http2.PingFrame:
 		if !f.IsAck() {
 			_ = r.fr.WritePing(true, f.Data)
+		} else {
+			r.pings++
 		}
 	case *http2.GoAwayFrame:
 		if r.goAway == nil {
@@ -276,6 +279,21 @@ func (r *rawH2) await(id uint32) *rawStream {
 	for !r.stream(id).done() && r.readOne(5*time.Second) {
 	}
 	return r.stream(id)
+}
+
+// sync sends a PING and reads frames until its ack: the server has then processed every
+// frame sent before.
+func (r *rawH2) sync() {
+	r.t.Helper()
+	want := r.pings + 1
+	if err := r.fr.WritePing(false, [8]byte{'s', 'y', 'n', 'c'}); err != nil {
+		r.t.Fatal(err)
+	}
+	for r.pings < want && r.readOne(5*time.Second) {
+	}
+	if r.pings < want {
+		r.t.Fatalf("no PING ack (connection ended: %v)", r.closed)
+	}
 }
 
 // awaitGoAway reads frames until a GOAWAY or the connection's end, within wait.
