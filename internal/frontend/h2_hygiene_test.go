@@ -35,7 +35,7 @@ func TestH2RequestFields(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			rec.Reset()
 			f := startH2(t, p, rec.URL(), nil)
-			raw := dialRawH2(t, f)
+			raw := dialH2Client(t, f)
 			raw.headers(1, true, ":method", "GET", ":scheme", "https", ":authority", "app.example", ":path", "/fields",
 				"cookie", "a=1", "cookie", "b=2", "x-forwarded-for", "6.6.6.6", "forwarded", "for=6.6.6.6",
 				"x-real-ip", "6.6.6.6", "x_real_ip", "6.6.6.6", "x_forwarded_for", "6.6.6.6", "x-custom", "kept")
@@ -86,7 +86,7 @@ func TestH2MalformedRequests(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			rec.Reset()
 			f := startH2(t, p, rec.URL(), nil)
-			raw := dialRawH2(t, f)
+			raw := dialH2Client(t, f)
 			id := uint32(1)
 			for _, field := range bad {
 				raw.request(id, "GET", "/bad/"+field[0], true, field[0], field[1])
@@ -129,7 +129,7 @@ func TestH2ContentLengthMismatch(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			rec.Reset()
 			f := startH2(t, p, rec.URL(), nil)
-			raw := dialRawH2(t, f)
+			raw := dialH2Client(t, f)
 			for i, c := range cases {
 				id := uint32(2*i + 1)
 				raw.request(id, "POST", "/"+c.name, false, "content-length", c.length)
@@ -175,7 +175,7 @@ func TestH2ClientCancelsUpload(t *testing.T) {
 	for _, p := range h2Paths() {
 		t.Run(p.name, func(t *testing.T) {
 			f := startH2(t, p, url, nil)
-			raw := dialRawH2(t, f)
+			raw := dialH2Client(t, f)
 			raw.request(1, "POST", "/upload", false, "content-length", "1048576")
 			raw.data(1, false, pattern(16<<10))
 			select {
@@ -232,7 +232,7 @@ func TestH2HeadTooLarge(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			rec.Reset()
 			f := startH2(t, p, rec.URL(), withSettings(func(s *Settings) { s.MaxHeaderBytes = 8 << 10 }))
-			raw := dialRawH2(t, f)
+			raw := dialH2Client(t, f)
 			raw.request(1, "GET", "/small", true, padFields(6<<10)...)
 			if s := raw.await(1); s.status != "200" {
 				t.Errorf("a 6 KiB head: status %q, reset %v %v", s.status, s.reset, s.code)

@@ -30,7 +30,7 @@ func TestH2BackendBreaksOff(t *testing.T) {
 	for _, p := range h2Paths() {
 		t.Run(p.name, func(t *testing.T) {
 			f := startH2(t, p, rec.URL(), nil)
-			raw := dialRawH2(t, f)
+			raw := dialH2Client(t, f)
 			raw.request(1, "GET", "/broken", true)
 			s := raw.await(1)
 			if s.ended || !s.reset || len(s.body) > 500 || s.status != "200" && s.status != "" {
@@ -82,7 +82,7 @@ func TestH2GracefulShutdown(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			release = make(chan struct{})
 			f := startH2(t, p, url, nil)
-			raw := dialRawH2(t, f)
+			raw := dialH2Client(t, f)
 			raw.request(1, "GET", "/slow", true)
 			select {
 			case <-started:
@@ -163,7 +163,7 @@ func TestH2CloseAfterAnswerGoAway(t *testing.T) {
 			}
 			var closing atomic.Bool
 			f := startH2(t, p, url, func(o *Options) { o.CloseAfterAnswer = closing.Load })
-			raw := dialRawH2(t, f)
+			raw := dialH2Client(t, f)
 			raw.request(1, "GET", "/open", true)
 			if s := raw.await(1); s.status != "200" || !s.ended || string(s.body) != "open" {
 				t.Fatalf("status %q body %q", s.status, s.body)
@@ -218,7 +218,7 @@ func TestH2IdleTimeout(t *testing.T) {
 	for _, p := range h2Paths() {
 		t.Run(p.name, func(t *testing.T) {
 			f := startH2(t, p, rec.URL(), withSettings(func(s *Settings) { s.IdleTimeout = idle }))
-			raw := dialRawH2(t, f)
+			raw := dialH2Client(t, f)
 			raw.request(1, "GET", "/idle", true)
 			if s := raw.await(1); s.status != "200" {
 				t.Fatalf("status %q", s.status)
@@ -257,7 +257,7 @@ func TestH2BodyReadTimeout(t *testing.T) {
 	for _, p := range h2Paths() {
 		t.Run(p.name, func(t *testing.T) {
 			f := startH2(t, p, url, withSettings(func(s *Settings) { s.BodyReadTimeout = timeout }))
-			raw := dialRawH2(t, f)
+			raw := dialH2Client(t, f)
 			t0 := time.Now()
 			raw.request(1, "POST", "/stall", false, "content-length", "10")
 			s := raw.await(1)
@@ -319,7 +319,7 @@ func TestH2WriteTimeout(t *testing.T) {
 	for _, p := range h2Paths() {
 		t.Run(p.name, func(t *testing.T) {
 			f := startH2(t, p, url, withSettings(func(s *Settings) { s.WriteTimeout = timeout }))
-			raw := dialRawH2(t, f)
+			raw := dialH2Client(t, f)
 			raw.request(1, "GET", "/big", true)
 			s := raw.stream(1)
 			for s.status == "" && !s.done() && raw.readOne(5*time.Second) {

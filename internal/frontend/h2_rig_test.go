@@ -128,9 +128,9 @@ type rawStream struct {
 
 func (s *rawStream) done() bool { return s.ended || s.reset }
 
-// rawH2 is an HTTP/2 client made of a Framer and an hpack encoder, for what http.Transport
+// h2Client is an HTTP/2 client made of a Framer and an hpack encoder, for what http.Transport
 // would not send or does not show. It is used from one goroutine.
-type rawH2 struct {
+type h2Client struct {
 	t       *testing.T
 	c       *tls.Conn
 	fr      *http2.Framer
@@ -142,8 +142,8 @@ type rawH2 struct {
 	closed  error              // the error that ended reading, once it did
 }
 
-// dialRawH2 connects to f over TLS with ALPN h2, sends the preface and empty SETTINGS.
-func dialRawH2(t *testing.T, f *h2Front) *rawH2 {
+// dialH2Client connects to f over TLS with ALPN h2, sends the preface and empty SETTINGS.
+func dialH2Client(t *testing.T, f *h2Front) *h2Client {
 	t.Helper()
 	c, err := tls.Dial("tcp", f.addr, &tls.Config{RootCAs: f.roots, ServerName: "lb.test", NextProtos: []string{"h2"}})
 	if err != nil {
@@ -156,7 +156,7 @@ func dialRawH2(t *testing.T, f *h2Front) *rawH2 {
 	if _, err := c.Write([]byte(http2.ClientPreface)); err != nil {
 		t.Fatal(err)
 	}
-	r := &rawH2{t: t, c: c, fr: http2.NewFramer(c, c), streams: map[uint32]*rawStream{}}
+	r := &h2Client{t: t, c: c, fr: http2.NewFramer(c, c), streams: map[uint32]*rawStream{}}
 	r.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	r.fr.MaxHeaderListSize = 1 << 20
 	r.enc = hpack.NewEncoder(&r.hbuf)
@@ -168,7 +168,7 @@ func dialRawH2(t *testing.T, f *h2Front) *rawH2 {
 
 // headers sends a header block of name, value pairs on stream id, in CONTINUATION frames
 // past 16 KiB.
-func (r *rawH2) headers(id uint32, endStream bool, fields ...string) {
+func (r *h2Client) headers(id uint32, endStream bool, fields ...string) {
 	r.t.Helper()
 	r.hbuf.Reset()
 	for i := 0; i+1 < len(fields); i += 2 {
@@ -192,19 +192,19 @@ func (r *rawH2) headers(id uint32, endStream bool, fields ...string) {
 }
 
 // request sends a request head for method and path on stream id, with extra fields.
-func (r *rawH2) request(id uint32, method, path string, endStream bool, extra ...string) {
+func (r *h2Client) request(id uint32, method, path string, endStream bool, extra ...string) {
 	r.t.Helper()
 	r.headers(id, endStream, append([]string{":method", method, ":scheme", "https", ":authority", "lb.test", ":path", path}, extra...)...)
 }
 
-func (r *rawH2) data(id uint32, endStream bool, p []byte) {
+func (r *h2Client) data(id uint32, endStream bool, p []byte) {
 	r.t.Helper()
 	if err := r.fr.WriteData(id, endStream, p); err != nil {
 		r.t.Fatal(err)
 	}
 }
 
-func (r *rawH2) stream(id uint32) *rawStream {
+func (r *h2Client) stream(id uint32) *rawStream {
 	s := r.streams[id]
 	if s == nil {
 		s = &rawStream{}
@@ -215,7 +215,7 @@ func (r *rawH2) stream(id uint32) *rawStream {
 
 // readOne reads and files one frame, answering SETTINGS and PING; it reports false once the
 // connection ended (r.closed says how) and fails the test if nothing came within wait.
-func (r *rawH2) readOne(wait time.Duration) bool {
+func (r *h2Client) readOne(wait time.Duration) bool {
 	r.t.Helper()
 	if r.closed != nil {
 		return false
@@ -274,7 +274,7 @@ func (r *rawH2) readOne(wait time.Duration) bool {
 
 // await reads frames until stream id ends (END_STREAM or RST_STREAM) or the connection
 // does, and returns what the stream got.
-func (r *rawH2) await(id uint32) *rawStream {
+func (r *h2Client) await(id uint32) *rawStream {
 	r.t.Helper()
 	for !r.stream(id).done() && r.readOne(5*time.Second) {
 	}
@@ -283,7 +283,7 @@ func (r *rawH2) await(id uint32) *rawStream {
 
 // sync sends a PING and reads frames until its ack: the server has then processed every
 // frame sent before.
-func (r *rawH2) sync() {
+func (r *h2Client) sync() {
 	r.t.Helper()
 	want := r.pings + 1
 	if err := r.fr.WritePing(false, [8]byte{'s', 'y', 'n', 'c'}); err != nil {
@@ -297,14 +297,14 @@ func (r *rawH2) sync() {
 }
 
 // awaitGoAway reads frames until a GOAWAY or the connection's end, within wait.
-func (r *rawH2) awaitGoAway(wait time.Duration) {
+func (r *h2Client) awaitGoAway(wait time.Duration) {
 	r.t.Helper()
 	for r.goAway == nil && r.readOne(wait) {
 	}
 }
 
 // awaitClose reads frames until the connection ends, within wait per frame.
-func (r *rawH2) awaitClose(wait time.Duration) {
+func (r *h2Client) awaitClose(wait time.Duration) {
 	r.t.Helper()
 	for r.readOne(wait) {
 	}

@@ -278,7 +278,7 @@ func TestH2BodylessAnswers(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			const hsts = "max-age=63072000"
 			f := startH2(t, p, rec.URL(), withSettings(func(s *Settings) { s.HSTS = hsts }))
-			raw := dialRawH2(t, f)
+			raw := dialH2Client(t, f)
 			cases := []struct{ method, path, status string }{{"GET", "/204", "204"}, {"GET", "/304", "304"}, {"HEAD", "/head", "200"}}
 			for i, c := range cases {
 				id := uint32(2*i + 1)
