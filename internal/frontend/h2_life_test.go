@@ -60,7 +60,7 @@ func TestH2BackendBreaksOff(t *testing.T) {
 // connection then closes.
 func TestH2GracefulShutdown(t *testing.T) {
 	started := make(chan struct{}, 1)
-	release := make(chan struct{})
+	releases := make(chan chan struct{}, 1) // each subtest's, for the backend's slow answer
 	paths := make(chan string, 16)
 	url := startHookBackend(t, func(c net.Conn, bw *bufio.Writer, req *http.Request) bool {
 		paths <- req.URL.Path
@@ -70,9 +70,10 @@ func TestH2GracefulShutdown(t *testing.T) {
 		}
 		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
 		_ = bw.Flush()
+		rel := <-releases
 		started <- struct{}{}
 		select {
-		case <-release:
+		case <-rel:
 		case <-time.After(10 * time.Second):
 		}
 		_, _ = bw.WriteString("56789")
@@ -80,7 +81,19 @@ func TestH2GracefulShutdown(t *testing.T) {
 	})
 	for _, p := range h2Paths() {
 		t.Run(p.name, func(t *testing.T) {
-			release = make(chan struct{})
+			release := make(chan struct{})
+			select { // an earlier run's, if its request never reached the backend
+			case <-releases:
+			default:
+			}
+			releases <- release
+			t.Cleanup(func() {
+				select {
+				case <-release:
+				default:
+					close(release) // a failed run's slow answer
+				}
+			})
 			f := startH2(t, p, url, nil)
 			raw := dialH2Client(t, f)
 			raw.request(1, "GET", "/slow", true)
@@ -131,13 +144,13 @@ func TestH2GracefulShutdown(t *testing.T) {
 	}
 }
 
-// CloseAfterAnswer saying true as an answer starts makes it the connection's last: the
-// answer arrives whole, the GOAWAY names it as the last stream, so a stream the client opens
-// once the answer has started (here after its HEADERS arrived, and before it ends) is not
-// served, and the connection closes. While it says false the connection stays open.
+// CloseAfterAnswer saying true as an answer starts makes it the connection's last: a GOAWAY
+// naming its stream as the last arrives while the answer is still in flight, the answer
+// arrives whole, a stream opened past the GOAWAY is not served, and the connection closes.
+// While it says false the connection stays open.
 func TestH2CloseAfterAnswerGoAway(t *testing.T) {
 	started := make(chan struct{}, 1)
-	var release chan struct{}
+	releases := make(chan chan struct{}, 1) // each subtest's, for the backend's slow answer
 	paths := make(chan string, 16)
 	url := startHookBackend(t, func(c net.Conn, bw *bufio.Writer, req *http.Request) bool {
 		paths <- req.URL.Path
@@ -147,9 +160,10 @@ func TestH2CloseAfterAnswerGoAway(t *testing.T) {
 		}
 		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
 		_ = bw.Flush()
+		rel := <-releases
 		started <- struct{}{}
 		select {
-		case <-release:
+		case <-rel:
 		case <-time.After(10 * time.Second):
 		}
 		_, _ = bw.WriteString("56789")
@@ -157,7 +171,19 @@ func TestH2CloseAfterAnswerGoAway(t *testing.T) {
 	})
 	for _, p := range h2Paths() {
 		t.Run(p.name, func(t *testing.T) {
-			release = make(chan struct{})
+			release := make(chan struct{})
+			select { // an earlier run's, if its request never reached the backend
+			case <-releases:
+			default:
+			}
+			releases <- release
+			t.Cleanup(func() {
+				select {
+				case <-release:
+				default:
+					close(release) // a failed run's slow answer
+				}
+			})
 			for len(paths) > 0 { // what an earlier run left
 				<-paths
 			}
@@ -178,22 +204,29 @@ func TestH2CloseAfterAnswerGoAway(t *testing.T) {
 			last := raw.stream(3)
 			for last.status == "" && !last.done() && raw.readOne(5*time.Second) {
 			}
-			raw.request(5, "GET", "/next", true) // after the last answer started
+			// The GOAWAY goes out as the last answer starts, while it is still in flight
+			// (net/http sends it with the answer's head), so that a client learns before the
+			// answer ends that it must open no more streams here.
+			for raw.goAway == nil && !last.done() {
+				if got, _ := raw.readWithin(3 * time.Second); !got {
+					break
+				}
+			}
+			if raw.goAway == nil || last.done() {
+				t.Fatalf("no GOAWAY while the last answer was in flight (stream ended %v, connection ended %v)", last.done(), raw.closed)
+			}
+			if raw.goAway.ErrCode != http2.ErrCodeNo || raw.goAway.LastStreamID != 3 {
+				t.Errorf("GOAWAY %v, last stream %d; want NO_ERROR, 3", raw.goAway.ErrCode, raw.goAway.LastStreamID)
+			}
+			raw.request(5, "GET", "/next", true) // past the GOAWAY's last stream
 			raw.sync()                           // and the server has read it
 			close(release)
 			if s := raw.await(3); s.status != "200" || !s.ended || string(s.body) != "0123456789" {
 				t.Errorf("last answer: status %q body %q ended %v reset %v", s.status, s.body, s.ended, s.reset)
 			}
-			raw.awaitGoAway(5 * time.Second)
-			if raw.goAway == nil {
-				t.Fatalf("no GOAWAY (connection ended: %v)", raw.closed)
-			}
-			if raw.goAway.ErrCode != http2.ErrCodeNo || raw.goAway.LastStreamID != 3 {
-				t.Errorf("GOAWAY %v, last stream %d; want NO_ERROR, 3", raw.goAway.ErrCode, raw.goAway.LastStreamID)
-			}
 			raw.awaitClose(5 * time.Second)
 			if s := raw.stream(5); s.status != "" || s.ended {
-				t.Errorf("a stream opened after the last answer started was served: status %q", s.status)
+				t.Errorf("a stream opened past the GOAWAY was served: status %q", s.status)
 			}
 			if got := <-paths; got != "/last" {
 				t.Errorf("backend got %s", got)

@@ -170,10 +170,18 @@ func dialH2Client(t *testing.T, f *h2Front) *h2Client {
 // past 16 KiB.
 func (r *h2Client) headers(id uint32, endStream bool, fields ...string) {
 	r.t.Helper()
+	if err := r.tryHeaders(id, endStream, fields...); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// tryHeaders is headers for a block the server may refuse by closing the connection
+// before it has read it all.
+func (r *h2Client) tryHeaders(id uint32, endStream bool, fields ...string) error {
 	r.hbuf.Reset()
 	for i := 0; i+1 < len(fields); i += 2 {
 		if err := r.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]}); err != nil {
-			r.t.Fatal(err)
+			return err
 		}
 	}
 	block := r.hbuf.Bytes()
@@ -186,9 +194,7 @@ func (r *h2Client) headers(id uint32, endStream bool, fields ...string) {
 		block = block[len(frag):]
 		err = r.fr.WriteContinuation(id, len(block) == 0, frag)
 	}
-	if err != nil {
-		r.t.Fatal(err)
-	}
+	return err
 }
 
 // request sends a request head for method and path on stream id, with extra fields.
@@ -217,18 +223,27 @@ func (r *h2Client) stream(id uint32) *rawStream {
 // connection ended (r.closed says how) and fails the test if nothing came within wait.
 func (r *h2Client) readOne(wait time.Duration) bool {
 	r.t.Helper()
+	got, timedOut := r.readWithin(wait)
+	if timedOut {
+		r.t.Fatalf("no frame within %v", wait)
+	}
+	return got
+}
+
+// readWithin is readOne that reports a wait with no frame rather than failing.
+func (r *h2Client) readWithin(wait time.Duration) (got, timedOut bool) {
 	if r.closed != nil {
-		return false
+		return false, false
 	}
 	_ = r.c.SetReadDeadline(time.Now().Add(wait))
 	f, err := r.fr.ReadFrame()
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			r.t.Fatalf("no frame within %v", wait)
+			return false, true
 		}
 		r.closed = err
-		return false
+		return false, false
 	}
 	switch f := f.(type) {
 	case *http2.SettingsFrame:
@@ -269,7 +284,7 @@ func (r *h2Client) readOne(wait time.Duration) bool {
 		}
 		s.ended = s.ended || f.StreamEnded()
 	}
-	return true
+	return true, false
 }
 
 // await reads frames until stream id ends (END_STREAM or RST_STREAM) or the connection
