@@ -50,13 +50,72 @@ func startRawH2(t *testing.T, backendURL string, set Settings) *rawH2 {
 // get opens stream id with a GET of path.
 func (r *rawH2) get(t *testing.T, id uint32, path string) {
 	t.Helper()
+	r.headers(t, id, true, ":method", "GET", ":scheme", "https", ":authority", "lb.test", ":path", path)
+}
+
+// headers sends a header block of name, value pairs on stream id.
+func (r *rawH2) headers(t *testing.T, id uint32, end bool, fields ...string) {
+	t.Helper()
 	var block bytes.Buffer
 	enc := hpack.NewEncoder(&block)
-	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "lb.test"}, {":path", path}} {
-		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	for i := 0; i+1 < len(fields); i += 2 {
+		_ = enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
 	}
-	if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+	if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndStream: end, EndHeaders: true}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// answer reads frames until stream id ends or is reset, or the connection ends: "end",
+// "reset CODE", or "goaway CODE" / the read error.
+func (r *rawH2) answer(t *testing.T, id uint32) string {
+	t.Helper()
+	_ = r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			return err.Error()
+		}
+		switch f := f.(type) {
+		case *http2.GoAwayFrame:
+			return "goaway " + f.ErrCode.String()
+		case *http2.RSTStreamFrame:
+			if f.StreamID == id {
+				return "reset " + f.ErrCode.String()
+			}
+		case *http2.HeadersFrame:
+			if f.StreamID == id && f.StreamEnded() {
+				return "end"
+			}
+		case *http2.DataFrame:
+			if f.StreamID == id && f.StreamEnded() {
+				return "end"
+			}
+		}
+	}
+}
+
+// TestH2ClosedStreams: frames on a stream lb reset while the client was still sending it
+// (here trailers after a malformed head) are discarded and the connection goes on (RFC 9113
+// 5.1); a new header block on a stream that closed normally is a STREAM_CLOSED error.
+func TestH2ClosedStreams(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(backend.Close)
+	r := startRawH2(t, backend.URL, testSettings())
+	r.headers(t, 1, false, ":method", "POST", ":scheme", "https", ":authority", "lb.test", ":path", "/", "connection", "close")
+	if got := r.answer(t, 1); got != "reset PROTOCOL_ERROR" {
+		t.Fatalf("malformed head: %s, want reset PROTOCOL_ERROR", got)
+	}
+	r.headers(t, 1, true, "x-trailer", "1")
+	r.get(t, 3, "/after")
+	if got := r.answer(t, 3); got != "end" {
+		t.Fatalf("stream after trailers on a stream lb reset: %s, want its answer", got)
+	}
+	r.get(t, 3, "/again")
+	// A connection error once lb has forgotten the stream; a stream error while its
+	// goroutine is still ending it: both STREAM_CLOSED.
+	if got := r.answer(t, 3); got != "goaway STREAM_CLOSED" && got != "reset STREAM_CLOSED" {
+		t.Fatalf("a head on a stream that closed normally: %s, want STREAM_CLOSED", got)
 	}
 }
 

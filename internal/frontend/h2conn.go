@@ -40,6 +40,10 @@ type h2Conn struct {
 	goingAway bool   // a GOAWAY went out: no new stream is taken
 	lastID    uint32 // the last stream a GOAWAY promised to serve
 	closing   bool   // the connection is ending: every stream is being cut
+	// resets are the last streams lb reset (or left unprocessed) that are no longer open:
+	// the client may still send their frames, which are then discarded.
+	resets    [16]uint32
+	resetNext int
 
 	handlers sync.WaitGroup // the streams' goroutines
 }
@@ -125,7 +129,7 @@ func (hc *h2Conn) readFailed(err error) bool {
 	if errors.As(err, &se) {
 		hc.noteStreamID(se.StreamID)
 		if !hc.withStream(se.StreamID, func(st *h2Stream) { hc.resetStream(st, se.Code) }) {
-			hc.w.rstStream(se.StreamID, se.Code)
+			hc.refuse(se.StreamID, se.Code)
 		}
 		return true
 	}
@@ -258,6 +262,7 @@ func (hc *h2Conn) withStream(id uint32, f func(*h2Stream)) bool {
 // resetStream sends RST_STREAM with code for st and ends it on lb's side.
 func (hc *h2Conn) resetStream(st *h2Stream, code http2.ErrCode) {
 	st.reset.Store(true)
+	st.resetByLB.Store(true)
 	hc.w.closeSend(st)
 	hc.w.rstStream(st.id, code)
 	st.clientGone()
@@ -320,10 +325,43 @@ func (hc *h2Conn) cutStreams() {
 	}
 }
 
+// refuse resets a stream lb does not open, and remembers it.
+func (hc *h2Conn) refuse(id uint32, code http2.ErrCode) {
+	hc.w.rstStream(id, code)
+	hc.rememberReset(id)
+}
+
+// rememberReset notes a stream lb reset or left unprocessed.
+func (hc *h2Conn) rememberReset(id uint32) {
+	hc.mu.Lock()
+	hc.rememberResetLocked(id)
+	hc.mu.Unlock()
+}
+
+func (hc *h2Conn) rememberResetLocked(id uint32) {
+	hc.resets[hc.resetNext] = id
+	hc.resetNext = (hc.resetNext + 1) % len(hc.resets)
+}
+
+// resetRecently reports whether id is one of the last streams lb reset.
+func (hc *h2Conn) resetRecently(id uint32) bool {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	for _, r := range hc.resets {
+		if r == id && id != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // endStream removes st once its goroutine is done with it.
 func (hc *h2Conn) endStream(st *h2Stream) {
 	hc.mu.Lock()
 	delete(hc.streams, st.id)
+	if st.resetByLB.Load() {
+		hc.rememberResetLocked(st.id)
+	}
 	if len(hc.streams) == 0 {
 		hc.armIdleLocked()
 	}

@@ -15,14 +15,19 @@ func (hc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 		return http2.ErrCodeProtocol, false
 	}
 	if id <= hc.maxStreamID {
-		if !hc.withStream(id, func(st *h2Stream) { hc.onTrailers(st, f) }) {
+		switch {
+		case hc.withStream(id, func(st *h2Stream) { hc.onTrailers(st, f) }):
+		case hc.resetRecently(id):
+			// lb reset the stream (refused, malformed, past a GOAWAY, or answered before its
+			// body ended) while the client was still sending it: discarded (RFC 9113 5.1).
+		default:
 			return http2.ErrCodeStreamClosed, false // a closed stream
 		}
 		return 0, true
 	}
 	hc.setMaxStreamID(id)
 	if f.HasPriority() && f.Priority.StreamDep == id {
-		hc.w.rstStream(id, http2.ErrCodeProtocol) // depends on itself
+		hc.refuse(id, http2.ErrCodeProtocol) // depends on itself
 		return 0, true
 	}
 	hc.mu.Lock()
@@ -30,15 +35,16 @@ func (hc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 	hc.mu.Unlock()
 	switch {
 	case goingAway || closing:
+		hc.rememberReset(id)
 		return 0, true // past the GOAWAY's last stream: not processed, the client may retry it
 	case n >= h2MaxStreams:
-		hc.w.rstStream(id, http2.ErrCodeRefusedStream)
+		hc.refuse(id, http2.ErrCodeRefusedStream)
 		return 0, true
 	}
 	st := hc.srv.newStream(hc, id)
 	if !st.parse(f) {
 		hc.srv.streams.Put(st)
-		hc.w.rstStream(id, http2.ErrCodeProtocol) // malformed (RFC 9113 8.1.1)
+		hc.refuse(id, http2.ErrCodeProtocol) // malformed (RFC 9113 8.1.1)
 		return 0, true
 	}
 	hc.mu.Lock()
@@ -84,6 +90,7 @@ func (s *h2Server) newStream(hc *h2Conn, id uint32) *h2Stream {
 	st.aborter = nil
 	st.gone.Store(false)
 	st.reset.Store(false)
+	st.resetByLB.Store(false)
 	st.body.reset(st)
 	return st
 }

@@ -44,10 +44,11 @@ type h2Stream struct {
 	aborted  bool  // the backend broke the answer off
 	failed   bool  // a write to the client failed
 
-	watchMu sync.Mutex // orders an abort against the attempt switching backend connections
-	aborter balancer.Aborter
-	gone    atomic.Bool // the client reset the stream, or the connection ended
-	reset   atomic.Bool // a RST_STREAM went either way: the stream is closed
+	watchMu   sync.Mutex // orders an abort against the attempt switching backend connections
+	aborter   balancer.Aborter
+	gone      atomic.Bool // the client reset the stream, or the connection ended
+	reset     atomic.Bool // a RST_STREAM went either way: the stream is closed
+	resetByLB atomic.Bool // lb sent it: the client's frames may still come, and are discarded
 
 	outgoing balancer.Outgoing
 	fw       balancer.Forwarding
