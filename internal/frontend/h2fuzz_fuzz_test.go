@@ -229,6 +229,11 @@ func checkRun(conv *h2Conv, models []h2Model, run *h2Run, own bool) []string {
 			continue
 		}
 		switch {
+		case m.verdict == h2WellFormed && m.method == "OPTIONS" && m.path == "*":
+			// OPTIONS * asks about lb: answered by lb itself, as on every path.
+			if o.reached || q.ended() && o.answer.status != 200 {
+				fail("stream %d, OPTIONS *: reached the backend %v, answered %d; want lb's own 200", id, o.reached, o.answer.status)
+			}
 		case m.verdict == h2Refused && o.reached:
 			fail("stream %d, malformed (%s), reached the backend", id, m.why)
 		case m.verdict == h2Late && o.reached && !m.clDelivered:

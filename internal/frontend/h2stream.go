@@ -128,6 +128,15 @@ func (st *h2Stream) forward(set Settings) balancer.Outcome {
 		balancer.WriteError(st, 400, balancer.ErrorMessage(400), "", set.HSTS, st.method == "HEAD")
 		return balancer.Outcome{Code: 400}
 	}
+	if target == "*" {
+		// OPTIONS * asks about lb, not a backend's resource: answered by lb, as its HTTP/1
+		// loop and net/http do.
+		h := balancer.ResponseHead{Code: 200, Length: 0, HSTS: set.HSTS}
+		if st.Start(&h) == nil {
+			_ = st.Finish(nil)
+		}
+		return balancer.Outcome{Code: 200}
+	}
 	st.outgoing.Begin(p, hc.peer, []byte(st.method), []byte(target), []byte(host), false, nil)
 	st.cookies.Reset()
 	for _, hf := range st.fields {

@@ -49,7 +49,7 @@ func (h *proxyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.client = netHTTPClient{h: h, w: w, rc: rc, r: r, writeTimeout: set.WriteTimeout}
 	target, ok := originTarget(r)
 	if !ok || r.Method == http.MethodConnect || !h1.ValidFieldName(r.Method) || r.Host != "" && !h1.ValidHost(r.Host) ||
-		r.Host == "" && r.ProtoMajor > 1 {
+		r.Host == "" && r.ProtoMajor > 1 || r.ProtoMajor > 1 && !validContentLength(r.Header["Content-Length"]) {
 		h.l.opts.Logger.Info("request refused", "listener", h.l.opts.Name, "remote", r.RemoteAddr, "reason", "bad request", "status", 400)
 		balancer.WriteError(&st.client, 400, balancer.ErrorMessage(400), "", hsts, r.Method == http.MethodHead)
 		return
@@ -89,6 +89,22 @@ func (h *proxyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// or answer 200 for a handler that wrote nothing.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// validContentLength reports whether an HTTP/2 request's content-length fields are digits,
+// all of one value, or none, as lb's own HTTP/2 server wants them: net/http's takes the first
+// of several and reads a bad one as 0, which would send the backend a request without the
+// body the client framed.
+func validContentLength(values []string) bool {
+	first := int64(-1)
+	for _, v := range values {
+		n, ok := parseContentLength(v)
+		if !ok || first >= 0 && n != first {
+			return false
+		}
+		first = n
+	}
+	return true
 }
 
 // originTarget returns the target a backend gets: the request-target as the client sent it
