@@ -59,41 +59,11 @@ func TestH2BackendBreaksOff(t *testing.T) {
 // answer still completes whole, a stream opened after the GOAWAY is not served, and the
 // connection then closes.
 func TestH2GracefulShutdown(t *testing.T) {
-	started := make(chan struct{}, 1)
-	releases := make(chan chan struct{}, 1) // each subtest's, for the backend's slow answer
-	paths := make(chan string, 16)
-	url := startHookBackend(t, func(c net.Conn, bw *bufio.Writer, req *http.Request) bool {
-		paths <- req.URL.Path
-		if req.URL.Path != "/slow" {
-			_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nafter")
-			return true
-		}
-		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
-		_ = bw.Flush()
-		rel := <-releases
-		started <- struct{}{}
-		select {
-		case <-rel:
-		case <-time.After(10 * time.Second):
-		}
-		_, _ = bw.WriteString("56789")
-		return true
-	})
+	b := startSlowAnswer(t, "/slow", "after")
+	url, started, paths := b.url, b.started, b.paths
 	for _, p := range h2Paths() {
 		t.Run(p.name, func(t *testing.T) {
-			release := make(chan struct{})
-			select { // an earlier run's, if its request never reached the backend
-			case <-releases:
-			default:
-			}
-			releases <- release
-			t.Cleanup(func() {
-				select {
-				case <-release:
-				default:
-					close(release) // a failed run's slow answer
-				}
-			})
+			release := b.arm(t)
 			f := startH2(t, p, url, nil)
 			raw := dialH2Client(t, f)
 			raw.request(1, "GET", "/slow", true)
@@ -149,44 +119,11 @@ func TestH2GracefulShutdown(t *testing.T) {
 // arrives whole, a stream opened past the GOAWAY is not served, and the connection closes.
 // While it says false the connection stays open.
 func TestH2CloseAfterAnswerGoAway(t *testing.T) {
-	started := make(chan struct{}, 1)
-	releases := make(chan chan struct{}, 1) // each subtest's, for the backend's slow answer
-	paths := make(chan string, 16)
-	url := startHookBackend(t, func(c net.Conn, bw *bufio.Writer, req *http.Request) bool {
-		paths <- req.URL.Path
-		if req.URL.Path != "/last" {
-			_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nopen")
-			return true
-		}
-		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
-		_ = bw.Flush()
-		rel := <-releases
-		started <- struct{}{}
-		select {
-		case <-rel:
-		case <-time.After(10 * time.Second):
-		}
-		_, _ = bw.WriteString("56789")
-		return true
-	})
+	b := startSlowAnswer(t, "/last", "open")
+	url, started, paths := b.url, b.started, b.paths
 	for _, p := range h2Paths() {
 		t.Run(p.name, func(t *testing.T) {
-			release := make(chan struct{})
-			select { // an earlier run's, if its request never reached the backend
-			case <-releases:
-			default:
-			}
-			releases <- release
-			t.Cleanup(func() {
-				select {
-				case <-release:
-				default:
-					close(release) // a failed run's slow answer
-				}
-			})
-			for len(paths) > 0 { // what an earlier run left
-				<-paths
-			}
+			release := b.arm(t)
 			var closing atomic.Bool
 			f := startH2(t, p, url, func(o *Options) { o.CloseAfterAnswer = closing.Load })
 			raw := dialH2Client(t, f)
@@ -381,4 +318,58 @@ func TestH2WriteTimeout(t *testing.T) {
 			waitLiveness(t, f.l, func(lv Liveness) bool { return lv.Served == 1 })
 		})
 	}
+}
+
+// slowAnswer is a backend whose answer to one path stops halfway until the subtest releases
+// it; every other path gets a short answer. paths has every path asked, started a value once
+// the slow answer is halfway.
+type slowAnswer struct {
+	url      string
+	started  chan struct{}
+	releases chan chan struct{} // each subtest's, for the backend's slow answer
+	paths    chan string
+}
+
+func startSlowAnswer(t *testing.T, slowPath, other string) *slowAnswer {
+	b := &slowAnswer{started: make(chan struct{}, 1), releases: make(chan chan struct{}, 1), paths: make(chan string, 16)}
+	b.url = startHookBackend(t, func(c net.Conn, bw *bufio.Writer, req *http.Request) bool {
+		b.paths <- req.URL.Path
+		if req.URL.Path != slowPath {
+			_, _ = fmt.Fprintf(bw, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(other), other)
+			return true
+		}
+		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
+		_ = bw.Flush()
+		rel := <-b.releases
+		b.started <- struct{}{}
+		select {
+		case <-rel:
+		case <-time.After(10 * time.Second):
+		}
+		_, _ = bw.WriteString("56789")
+		return true
+	})
+	return b
+}
+
+// arm hands the backend this subtest's release (closed when the subtest ends, if it did not)
+// and drops what an earlier subtest left.
+func (b *slowAnswer) arm(t *testing.T) chan struct{} {
+	release := make(chan struct{})
+	select { // an earlier run's, if its request never reached the backend
+	case <-b.releases:
+	default:
+	}
+	b.releases <- release
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release) // a failed run's slow answer
+		}
+	})
+	for len(b.paths) > 0 {
+		<-b.paths
+	}
+	return release
 }
