@@ -44,14 +44,14 @@ func (ss *sessionStore) current(w http.ResponseWriter, r *http.Request) (user st
 }
 
 // start logs user in with a new session id (the old session, if any, is
-// deleted in the same transaction, so a failure leaves it as it was), and sets
-// the cookie.
+// deleted once the new one is stored, so a failure leaves it as it was), and
+// sets the cookie.
 func (ss *sessionStore) start(w http.ResponseWriter, r *http.Request, user store.User) error {
 	sess, err := ss.s.Get(r, ss.s.Name())
 	if err != nil {
 		return err
 	}
-	ss.s.RenewID(r, sess) // the old row goes when the new one is stored, in one transaction
+	ss.s.RenewID(r, sess) // the old row goes once the new one is stored
 	clear(sess.Values)
 	sess.Values[sessUserID] = user.ID
 	sess.Values[sessUsername] = user.Username

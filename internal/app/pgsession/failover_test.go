@@ -80,8 +80,9 @@ func proxiedStore(t *testing.T, budget time.Duration) (*Store, *pgtest.Proxy, *p
 }
 
 // TestFailedLoginKeepsOldSession: a login renews the session id; when storing the new session
-// fails (every reply lost until the budget is spent), the old session's row was not deleted
-// (it goes in the same transaction): the old cookie still works, and no cookie was sent.
+// fails (every insert's reply lost until the budget is spent: the insert itself may have
+// committed), the old session's row was not deleted (it goes only once the new one is
+// stored): the old cookie still works, and no cookie was sent.
 func TestFailedLoginKeepsOldSession(t *testing.T) {
 	s, px, admin := proxiedStore(t, time.Second)
 	old := login(t, s, 1)
@@ -101,7 +102,40 @@ func TestFailedLoginKeepsOldSession(t *testing.T) {
 	if got := request(t, s, []*http.Cookie{old}, nil); got.getErr != nil || got.sess.Values["user_id"] != int64(1) {
 		t.Errorf("the old session after the failed login: %v %v, want user 1 still logged in", got.sess.Values, got.getErr)
 	}
-	if n := rows(t, admin, "true"); n != 1 {
-		t.Errorf("%d session rows, want the old one only", n)
+	// The new row, whose insert committed with its reply lost, was never handed out and
+	// expires on its own.
+	if n := rows(t, admin, "true"); n < 1 || n > 2 {
+		t.Errorf("%d session rows, want the old one (and at most the orphaned new one)", n)
+	}
+}
+
+// TestLoginNeverLogsOut: a login (a renewed id) while every reply to the statement that
+// commits it is lost (the write lands, the client is not told): whatever the login's
+// outcome, the client is still logged in, with the new cookie if one was sent, else with
+// its old one. Deleting the old row in the new row's transaction failed this when the
+// COMMIT's reply was lost: the old row was gone and the failed login left only its cookie.
+func TestLoginNeverLogsOut(t *testing.T) {
+	for _, tag := range []string{"INSERT", "COMMIT"} {
+		t.Run(tag, func(t *testing.T) {
+			s, px, _ := proxiedStore(t, time.Second)
+			old := login(t, s, 1)
+			px.LoseReplies(func(got string) bool { return strings.HasPrefix(got, tag) })
+			res := request(t, s, []*http.Cookie{old}, func(r *http.Request, sess *sessions.Session) bool {
+				s.RenewID(r, sess)
+				sess.Values["user_id"] = int64(1)
+				return true
+			})
+			px.LoseReplies(nil)
+			kept := []*http.Cookie{old}
+			if res.saveErr == nil {
+				if len(res.cookies) == 0 {
+					t.Fatal("the login succeeded without a cookie")
+				}
+				kept = res.cookies
+			}
+			if got := request(t, s, kept, nil); got.getErr != nil || got.sess.Values["user_id"] != int64(1) {
+				t.Errorf("after the login (error %v): %v %v, want user 1 still logged in", res.saveErr, got.sess.Values, got.getErr)
+			}
+		})
 	}
 }

@@ -296,22 +296,25 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 			return fmt.Errorf("save session: encode: %w", err)
 		}
 		// An upsert: the key is new (a fresh random id), so a conflict is this same
-		// write repeated after its acknowledgement was lost. A renewed session's old row
-		// goes in the same transaction: if this fails, the old session stays.
-		oldKey := s.renewedFrom(r, sess)
-		err = s.db.Tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-			if oldKey != nil {
-				if _, err := tx.Exec(ctx, "DELETE FROM sessions WHERE key = $1", oldKey); err != nil {
-					return err
-				}
-			}
-			return tx.QueryRow(ctx, `INSERT INTO sessions (key, data, expires_at)
+		// write repeated after its acknowledgement was lost.
+		err = s.db.Do(ctx, func(ctx context.Context, q pgretry.Querier) error {
+			return q.QueryRow(ctx, `INSERT INTO sessions (key, data, expires_at)
 				VALUES ($1, $2, now() + $3::interval)
 				ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, modified_at = now(), expires_at = EXCLUDED.expires_at
 				RETURNING modified_at`, key, []byte(data), ttl).Scan(&modifiedAt)
 		})
 		if err != nil {
 			return fmt.Errorf("save new session: %w", err)
+		}
+		// A renewed session's old row goes once the new one is stored, not in the same
+		// transaction: a commit whose acknowledgement the database never sent (it went
+		// away meanwhile) would otherwise delete the row of the cookie the client keeps
+		// when the login fails, and log it out. If this delete fails, the new session
+		// stands and the old row expires on its own.
+		if oldKey := s.renewedFrom(r, sess); oldKey != nil {
+			if err := s.deleteKey(ctx, oldKey); err != nil && s.logger != nil {
+				s.logger.Warn("session renewed; its old row is left to expire", "err", err.Error())
+			}
 		}
 		sess.ID = id
 	default:
@@ -383,10 +386,10 @@ func (s *Store) deleteKey(ctx context.Context, key []byte) error {
 }
 
 // RenewID clears the session's ID, so that the next Save stores the values under a new id
-// and sends a new cookie, and deletes the old row in the same transaction (r carries the
-// old id to that Save). Call it at login, before setting the user, against session
-// fixation. The values stay. If that Save fails (the database is away), the old session is
-// left as it was: a login that fails logs nobody out.
+// and sends a new cookie, and then deletes the old row (r carries the old id to that Save).
+// Call it at login, before setting the user, against session fixation. The values stay. If
+// that Save fails (the database is away), the old session is left as it was: a login that
+// fails logs nobody out.
 func (s *Store) RenewID(r *http.Request, sess *sessions.Session) {
 	if sess.ID != "" {
 		*r = *r.WithContext(context.WithValue(r.Context(), renewedKey{s, sess.Name()}, renewed{sess, rowKey(sess.ID)}))
