@@ -179,8 +179,3 @@ func (d *dateStrings) now() string {
 	d.cur.Store(e)
 	return e.text
 }
-
-// validMethod, validHost and validOrigin apply h1's rules to an HTTP/2 request's pseudo-fields.
-func validMethod(m string) bool { return h1.ValidFieldName(m) }
-func validHost(h string) bool   { return h1.ValidHost(h) }
-func validOrigin(t string) bool { return h1.ValidOrigin(t) }

@@ -37,9 +37,8 @@ type h2Conn struct {
 
 	mu        sync.Mutex // guards what follows
 	streams   map[uint32]*h2Stream
-	goingAway bool   // a GOAWAY went out: no new stream is taken
-	lastID    uint32 // the last stream a GOAWAY promised to serve
-	closing   bool   // the connection is ending: every stream is being cut
+	goingAway bool // a GOAWAY went out: no new stream is taken
+	closing   bool // the connection is ending: every stream is being cut
 	// resets are the last streams lb reset (or left unprocessed) that are no longer open:
 	// the client may still send their frames, which are then discarded.
 	resets    [16]uint32
@@ -298,8 +297,8 @@ func (hc *h2Conn) startGoAway() {
 	if hc.goingAway {
 		return
 	}
-	hc.goingAway, hc.lastID = true, hc.maxStreamID
-	hc.w.goAway(hc.lastID, http2.ErrCodeNo)
+	hc.goingAway = true
+	hc.w.goAway(hc.maxStreamID, http2.ErrCodeNo) // the last stream it promises to serve
 	hc.armIdleLocked()
 }
 

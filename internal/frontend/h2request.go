@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"outrigger/internal/h1"
 )
 
 // onHeaders opens a stream for a request's HEADERS, or ends a body with trailers.
@@ -172,7 +174,7 @@ func h2Target(method, t string) (string, bool) {
 	if t == "*" {
 		return t, method == "OPTIONS"
 	}
-	return t, t != "" && t[0] == '/' && validOrigin(t)
+	return t, t != "" && t[0] == '/' && h1.ValidOrigin(t)
 }
 
 // isConnectionSpecific reports whether name is a field HTTP/2 forbids (RFC 9113 8.2.2).

@@ -91,29 +91,18 @@ func (s *h2Server) serve(c net.Conn, headDeadline time.Time) {
 // returns when none is left, or ctx is done.
 func (s *h2Server) shutdown(done <-chan struct{}) bool {
 	s.closing.Store(true)
-	wait := time.Millisecond
-	for {
+	return waitDrained(done, func() int {
 		s.mu.Lock()
 		conns := make([]*h2Conn, 0, len(s.live))
 		for hc := range s.live {
 			conns = append(conns, hc)
 		}
 		s.mu.Unlock()
-		if len(conns) == 0 {
-			return true
-		}
-		for _, hc := range conns {
+		for _, hc := range conns { // outside s.mu: a conn's serve takes it to leave
 			hc.shutdown()
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-done:
-			t.Stop()
-			return false
-		case <-t.C:
-		}
-		wait = min(2*wait, 100*time.Millisecond)
-	}
+		return len(conns)
+	})
 }
 
 // closeAll closes every connection now, cutting its streams.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"outrigger/internal/balancer"
+	"outrigger/internal/h1"
 )
 
 // h2Stream is one request stream on lb's HTTP/2 server, and the client side of that request
@@ -123,7 +124,7 @@ func (st *h2Stream) forward(set Settings) balancer.Outcome {
 		balancer.WriteError(st, 431, balancer.ErrorMessage(431), "", set.HSTS, st.method == "HEAD")
 		return balancer.Outcome{Code: 431}
 	}
-	if !ok || st.method == "CONNECT" || !validMethod(st.method) || host == "" || !validHost(host) {
+	if !ok || st.method == "CONNECT" || !h1.ValidFieldName(st.method) || host == "" || !h1.ValidHost(host) {
 		hc.srv.l.opts.Logger.Info("request refused", "listener", hc.srv.l.opts.Name, "remote", hc.c.RemoteAddr().String(), "reason", "bad request", "status", 400)
 		balancer.WriteError(st, 400, balancer.ErrorMessage(400), "", set.HSTS, st.method == "HEAD")
 		return balancer.Outcome{Code: 400}

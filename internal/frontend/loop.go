@@ -137,26 +137,36 @@ func (lp *loop) untrack(cc *conn) {
 // answer in progress. It returns when no connection is left or ctx is done.
 func (lp *loop) shutdown(ctx context.Context) error {
 	lp.closing.Store(true)
-	wait := time.Millisecond
-	for {
+	left := func() int {
 		lp.mu.Lock()
+		defer lp.mu.Unlock()
 		for cc := range lp.live {
 			cc.wakeIfIdle()
 		}
-		n := len(lp.live)
-		lp.mu.Unlock()
-		if n == 0 {
-			return nil
-		}
+		return len(lp.live)
+	}
+	if !waitDrained(ctx.Done(), left) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// waitDrained calls left, which nudges the connections still open toward their end and
+// counts them, at growing intervals (1 ms up to 100 ms) until it counts none (true) or done
+// is closed (false).
+func waitDrained(done <-chan struct{}, left func() int) bool {
+	wait := time.Millisecond
+	for left() > 0 {
 		t := time.NewTimer(wait)
 		select {
-		case <-ctx.Done():
+		case <-done:
 			t.Stop()
-			return ctx.Err()
+			return false
 		case <-t.C:
 		}
 		wait = min(2*wait, 100*time.Millisecond)
 	}
+	return true
 }
 
 // closeAll closes every connection now, cutting the answers in progress.
