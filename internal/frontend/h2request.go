@@ -17,8 +17,9 @@ func (hc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 		return http2.ErrCodeProtocol, false
 	}
 	if id <= hc.maxStreamID {
+		closed := false
 		switch {
-		case hc.withStream(id, func(st *h2Stream) { hc.onTrailers(st, f) }):
+		case hc.withStream(id, func(st *h2Stream) { closed = hc.onTrailers(st, f) }) && !closed:
 		case hc.resetRecently(id):
 			// lb reset the stream (refused, malformed, past a GOAWAY, or answered before its
 			// body ended) while the client was still sending it: discarded (RFC 9113 5.1).
@@ -62,8 +63,13 @@ func (hc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 
 // onTrailers ends a request body with its trailer fields (which are not forwarded: lb sends
 // the body on with a length or chunked without trailers).
-func (hc *h2Conn) onTrailers(st *h2Stream, f *http2.MetaHeadersFrame) {
+func (hc *h2Conn) onTrailers(st *h2Stream, f *http2.MetaHeadersFrame) (closed bool) {
+	hc.w.mu.Lock()
+	answered := st.sendState == h2SendEnded
+	hc.w.mu.Unlock()
 	switch {
+	case answered && !st.reset.Load() && st.remoteClosed():
+		return true // closed both ways, only not yet forgotten: as a closed stream
 	case st.reset.Load() || st.remoteClosed():
 		hc.resetStream(st, http2.ErrCodeStreamClosed)
 	case !f.StreamEnded() || len(f.PseudoFields()) > 0:
@@ -73,6 +79,7 @@ func (hc *h2Conn) onTrailers(st *h2Stream, f *http2.MetaHeadersFrame) {
 			hc.resetStream(st, code)
 		}
 	}
+	return false
 }
 
 // newStream returns a stream from the pool, reset for id.
